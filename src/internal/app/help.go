@@ -1,0 +1,53 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
+)
+
+// helpText is the whole --help page. It is used as urfave/cli's template, so
+// it must not contain template actions; the variables come from config.Env's
+// tags, so the page cannot forget one.
+func helpText() string {
+	var b strings.Builder
+	b.WriteString(`bitbucket-status - post a GitLab CI/CD result to a Bitbucket commit as a build status
+
+USAGE:
+   bitbucket-status [--dry-run] STATE   post one status for the commit
+   bitbucket-status check [--dry-run]   check the credential and access to the repository; post nothing
+   bitbucket-status version             print the version (also --version)
+
+STATE (any letter case; with no STATE, BUILD_STATUS is read):
+`)
+	for _, line := range strings.Split(state.Accepted, "; ") {
+		fmt.Fprintf(&b, "   %s\n", line)
+	}
+	b.WriteString(`
+OPTIONS:
+   --dry-run   print the exact request (credential redacted) and send nothing; needs no credential
+   --help      show this help
+   --version   print the version
+
+ENVIRONMENT:
+`)
+	for _, v := range config.Variables() {
+		fmt.Fprintf(&b, "   %s", v.Name)
+		if v.Default != "" {
+			fmt.Fprintf(&b, " (default %s)", v.Default)
+		}
+		fmt.Fprintf(&b, "\n       %s\n", v.Help)
+	}
+	b.WriteString(`   SSL_CERT_FILE, SSL_CERT_DIR, HTTPS_PROXY, NO_PROXY
+       Trusted CA certificates and proxy, as for any Go program.
+
+EXIT CODES:
+   0   posted (or, with --dry-run, printed); check: access confirmed
+   1   Bitbucket or the network refused or failed, after retries
+   2   usage or configuration error, found before any request was sent
+   3   internal error (a bug)
+`)
+	return b.String()
+}

@@ -1,0 +1,232 @@
+package bitbucket
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
+)
+
+// maxBody bounds how much of a response is read: Bitbucket's answers here are
+// small, and an error page from a proxy need not be read whole.
+const maxBody = 1 << 20
+
+// Client sends requests to one Bitbucket server with one credential.
+type Client struct {
+	HTTP      *http.Client
+	Auth      Auth
+	UserAgent string
+	// Log receives one line per retry, so a slow run explains itself.
+	Log io.Writer
+	// Secrets learns the OAuth access token as soon as it is fetched.
+	Secrets *redact.Set
+	// BaseDelay is the wait before the first retry, doubled for each next one
+	// up to MaxDelay, with jitter.
+	BaseDelay time.Duration
+	MaxDelay  time.Duration
+	// AttemptTimeout bounds one attempt, so a connection that hangs is given
+	// up and tried again while the run's budget (the context) lasts.
+	AttemptTimeout time.Duration
+
+	oauthOnce  sync.Mutex
+	oauthToken string
+}
+
+// Response is a successful (2xx) answer.
+type Response struct {
+	StatusCode int
+	Body       []byte
+	Attempts   int
+}
+
+// Do sends req, retrying what may succeed later, until it succeeds, fails
+// for good, or ctx ends. A non-2xx answer is an *HTTPError; a request that
+// never got an answer is a *TransportError.
+func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
+	bearer, err := c.oauthAccessToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(ctx, req, "application/json", func(h http.Header) { c.Auth.apply(h, bearer) })
+}
+
+func (c *Client) send(ctx context.Context, req Request, contentType string, authorize func(http.Header)) (*Response, error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		resp, err := c.attempt(ctx, req, contentType, authorize)
+		var wait time.Duration
+		switch {
+		case err != nil:
+			if !retryableNetError(ctx, err) {
+				return nil, &TransportError{Method: req.Method, URL: req.URL, Attempts: attempt, Elapsed: time.Since(start),
+					Err: err, BudgetSpent: ctx.Err() != nil}
+			}
+			wait = c.backoff(attempt)
+		case resp.StatusCode >= 200 && resp.StatusCode < 300:
+			return &Response{StatusCode: resp.StatusCode, Body: resp.body, Attempts: attempt}, nil
+		case retryableStatus(resp.StatusCode):
+			if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				wait = after
+			} else {
+				wait = c.backoff(attempt)
+			}
+		default:
+			return nil, newHTTPError(req, resp.StatusCode, resp.body, attempt)
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, giveUp(req, resp, err, attempt, time.Since(start), wait)
+		}
+		fmt.Fprintf(c.logWriter(), "bitbucket-status: %s %s: %s (attempt %d); retrying in %s\n",
+			req.Method, req.URL, describeAttempt(resp, err), attempt, wait.Round(10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil, giveUp(req, resp, err, attempt, time.Since(start), 0)
+		case <-time.After(wait):
+		}
+	}
+}
+
+type rawResponse struct {
+	*http.Response
+	body []byte
+}
+
+func (c *Client) attempt(ctx context.Context, req Request, contentType string, authorize func(http.Header)) (*rawResponse, error) {
+	if c.AttemptTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.AttemptTimeout)
+		defer cancel()
+	}
+	var body io.Reader
+	if req.Body != nil {
+		body = bytes.NewReader(req.Body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.Method, req.URL, body)
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Accept", "application/json")
+	hr.Header.Set("User-Agent", c.UserAgent)
+	if req.Body != nil {
+		hr.Header.Set("Content-Type", contentType)
+	}
+	authorize(hr.Header)
+	resp, err := c.httpClient().Do(hr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, err
+	}
+	return &rawResponse{Response: resp, body: data}, nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) logWriter() io.Writer {
+	if c.Log != nil {
+		return c.Log
+	}
+	return io.Discard
+}
+
+// backoff doubles the wait for each attempt, caps it, and keeps a random
+// half of it, so many jobs hitting one limit do not retry in step.
+func (c *Client) backoff(attempt int) time.Duration {
+	base, ceiling := c.BaseDelay, c.MaxDelay
+	if base <= 0 {
+		base = time.Second
+	}
+	if ceiling <= 0 {
+		ceiling = 16 * time.Second
+	}
+	d := base << min(attempt-1, 20)
+	if d > ceiling || d <= 0 {
+		d = ceiling
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// retryableStatus: rate limiting and the server errors a proxy or an
+// overloaded Bitbucket gives. Posting a status twice is harmless: the same key
+// overwrites the same status.
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// retryableNetError: a connection that failed or an attempt that timed out
+// may work next time; a certificate or a host name that does not exist will
+// not, and neither does anything once the run's own budget is spent.
+func retryableNetError(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid):
+		return false
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return false
+	}
+	return true
+}
+
+// retryAfter reads a Retry-After header in seconds or as an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func describeAttempt(resp *rawResponse, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return resp.Status
+}
+
+// giveUp is the error for a retryable failure the budget leaves no time to retry.
+func giveUp(req Request, resp *rawResponse, err error, attempts int, elapsed, wanted time.Duration) error {
+	if err != nil || resp == nil {
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		return &TransportError{Method: req.Method, URL: req.URL, Attempts: attempts, Elapsed: elapsed, Err: err, BudgetSpent: true}
+	}
+	he := newHTTPError(req, resp.StatusCode, resp.body, attempts)
+	he.BudgetSpent = true
+	he.WantedWait = wanted
+	return he
+}

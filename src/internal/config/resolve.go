@@ -1,0 +1,438 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitcheckout"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/repourl"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
+)
+
+// Limits Bitbucket enforces on a status's fields.
+const (
+	maxText = 255
+	maxURL  = 450
+)
+
+// Run is everything one invocation does, resolved and checked.
+type Run struct {
+	// Exactly one of Cloud and DataCenter is set.
+	Cloud      *bitbucket.Cloud
+	DataCenter *bitbucket.DataCenter
+	Commit     string
+	Status     bitbucket.Status
+	Auth       bitbucket.Auth
+	Timeout    time.Duration
+	DryRun     bool
+	// From names where each part of the target came from, for errors.
+	From Origins
+	// Notices are said on stderr before anything is sent.
+	Notices []string
+}
+
+// Origins names the variable (or other source) that gave each value.
+type Origins struct {
+	Owner, Slug, Commit, Server, Key string
+}
+
+// Options are the inputs that do not come from the environment.
+type Options struct {
+	// State is the outcome to post; empty for the check command.
+	State state.State
+	// DryRun is the --dry-run flag, which wins over BITBUCKET_STATUS_DRY_RUN.
+	DryRun bool
+	// Checkout reads the git working tree; called only outside GitLab CI.
+	Checkout func() (gitcheckout.Checkout, error)
+	Now      time.Time
+}
+
+const fromOrigin = "the git remote origin"
+
+// Resolve checks e and works out the Run.
+func Resolve(e Env, o Options) (*Run, error) {
+	r := &Run{}
+	var err error
+	if r.Timeout, err = time.ParseDuration(e.Timeout); err != nil || r.Timeout <= 0 {
+		return nil, fmt.Errorf("BITBUCKET_STATUS_TIMEOUT is %q, not a positive duration: use a Go duration such as 60s or 2m", e.Timeout)
+	}
+	r.DryRun = o.DryRun
+	if e.DryRun != "" && !o.DryRun {
+		if r.DryRun, err = strconv.ParseBool(e.DryRun); err != nil {
+			return nil, fmt.Errorf("BITBUCKET_STATUS_DRY_RUN is %q: use true or false", e.DryRun)
+		}
+	}
+
+	// Outside GitLab CI the git checkout stands in for CI_COMMIT_SHA, the
+	// branch and the repository.
+	var checkout gitcheckout.Checkout
+	var checkoutErr error
+	if e.CommitSHA == "" && o.Checkout != nil {
+		checkout, checkoutErr = o.Checkout()
+	}
+	if err := r.resolveCommit(e, checkout, checkoutErr); err != nil {
+		return nil, err
+	}
+	if err := r.resolveTarget(e, checkout); err != nil {
+		return nil, err
+	}
+	if err := r.resolveAuth(e); err != nil {
+		return nil, err
+	}
+	if o.State != "" {
+		if err := r.resolveStatus(e, checkout, o); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+var commitPattern = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
+
+func (r *Run) resolveCommit(e Env, checkout gitcheckout.Checkout, checkoutErr error) error {
+	switch {
+	case e.CommitSHA != "":
+		r.Commit, r.From.Commit = e.CommitSHA, "CI_COMMIT_SHA"
+	case checkout.Commit != "":
+		r.Commit, r.From.Commit = checkout.Commit, "HEAD of the git checkout"
+	case checkoutErr != nil:
+		return fmt.Errorf("no commit: CI_COMMIT_SHA is not set (not in GitLab CI?) and the git checkout gave none (%v): "+
+			"set CI_COMMIT_SHA to the commit, or run inside a clone of the repository", checkoutErr)
+	default:
+		return errors.New("no commit: set CI_COMMIT_SHA to the commit to report on")
+	}
+	if !commitPattern.MatchString(r.Commit) {
+		return fmt.Errorf("%s is %q, not a commit hash: set it to the full hexadecimal commit ID", r.From.Commit, shorten(r.Commit))
+	}
+	return nil
+}
+
+func (r *Run) resolveTarget(e Env, checkout gitcheckout.Checkout) error {
+	var fromURL, fromGit *repourl.Repo
+	if e.RepoURL != "" {
+		u, err := repourl.Parse(e.RepoURL)
+		if err != nil {
+			return fmt.Errorf("BITBUCKET_REPO_URL is %q: %v", redactURL(e.RepoURL), err)
+		}
+		fromURL = &u
+	}
+	if checkout.Origin != "" {
+		// An origin that is not a Bitbucket URL (a GitLab clone, say) just
+		// gives nothing: the errors below then say what to set.
+		if u, err := repourl.Parse(checkout.Origin); err == nil && e.RepoURL == "" {
+			fromGit = &u
+		}
+	}
+	dataCenter := e.ServerURL != "" || (fromURL != nil && fromURL.DataCenter) || (fromURL == nil && fromGit != nil && fromGit.DataCenter)
+	if e.ServerURL != "" && fromURL != nil && !fromURL.DataCenter {
+		return fmt.Errorf("BITBUCKET_SERVER_URL selects Bitbucket Data Center, but BITBUCKET_REPO_URL is a Bitbucket Cloud URL (%s): unset one of them", redactURL(e.RepoURL))
+	}
+	owner := func(variable, value string) pick {
+		return first(pick{value, variable},
+			urlPart(fromURL, "BITBUCKET_REPO_URL", func(u *repourl.Repo) string { return u.Owner }),
+			urlPart(fromGit, fromOrigin, func(u *repourl.Repo) string { return u.Owner }))
+	}
+	slug := first(
+		pick{e.Repository, "BITBUCKET_REPOSITORY"},
+		urlPart(fromURL, "BITBUCKET_REPO_URL", func(u *repourl.Repo) string { return u.Slug }),
+		urlPart(fromGit, fromOrigin, func(u *repourl.Repo) string { return u.Slug }),
+		pick{e.ProjectName, "CI_PROJECT_NAME"})
+	if dataCenter {
+		src, srcName := fromURL, "BITBUCKET_REPO_URL"
+		if src == nil {
+			src, srcName = fromGit, fromOrigin
+		}
+		return r.resolveDataCenter(e, src, srcName, owner("BITBUCKET_PROJECT", e.Project), slug)
+	}
+	if e.Project != "" && e.Namespace == "" {
+		return errors.New("BITBUCKET_PROJECT is a Bitbucket Data Center project key, but no Data Center server is set: " +
+			"set BITBUCKET_SERVER_URL (or a Data Center BITBUCKET_REPO_URL), or for Bitbucket Cloud use BITBUCKET_NAMESPACE instead")
+	}
+	workspace := owner("BITBUCKET_NAMESPACE", e.Namespace)
+	if workspace.value == "" {
+		if strings.Contains(e.ProjectNamespace, "/") {
+			return fmt.Errorf("CI_PROJECT_NAMESPACE is %q, a GitLab subgroup, which cannot be a Bitbucket workspace: "+
+				"set BITBUCKET_NAMESPACE to the workspace, or BITBUCKET_REPO_URL to the repository's clone URL", e.ProjectNamespace)
+		}
+		workspace = pick{e.ProjectNamespace, "CI_PROJECT_NAMESPACE"}
+	}
+	if workspace.value == "" || slug.value == "" {
+		return errors.New("no Bitbucket repository: set BITBUCKET_REPO_URL to its clone URL " +
+			"(https://bitbucket.org/WORKSPACE/REPO.git), or BITBUCKET_NAMESPACE and BITBUCKET_REPOSITORY")
+	}
+	api := strings.TrimRight(e.APIURL, "/")
+	if err := checkServerURL("BITBUCKET_API_URL", api); err != nil {
+		return err
+	}
+	r.Cloud = &bitbucket.Cloud{API: api, Workspace: workspace.value, Slug: slug.value}
+	r.From.Owner, r.From.Slug, r.From.Server = workspace.from, slug.from, "BITBUCKET_API_URL"
+	return nil
+}
+
+// resolveDataCenter finishes the target for Data Center; fromURL, named
+// fromName, is the repository URL given or found, if any.
+func (r *Run) resolveDataCenter(e Env, fromURL *repourl.Repo, fromName string, project, slug pick) error {
+	if e.Namespace != "" && e.Project == "" {
+		return errors.New("BITBUCKET_NAMESPACE is a Bitbucket Cloud workspace, but a Data Center server is set: " +
+			"set BITBUCKET_PROJECT to the Data Center project key instead")
+	}
+	server := first(pick{e.ServerURL, "BITBUCKET_SERVER_URL"},
+		urlPart(fromURL, fromName, func(u *repourl.Repo) string { return u.ServerURL }))
+	if e.ServerURL == "" && fromURL != nil && fromURL.ServerGuessed {
+		r.Notices = append(r.Notices, fmt.Sprintf("assuming the Data Center server is %s (an ssh URL does not give its web address): "+
+			"set BITBUCKET_SERVER_URL if it differs, e.g. has a context path", fromURL.ServerURL))
+	}
+	if project.value == "" {
+		return errors.New("no Bitbucket Data Center project key: set BITBUCKET_PROJECT (e.g. PROJ), " +
+			"or BITBUCKET_REPO_URL to the clone URL (https://HOST/scm/PROJ/REPO.git)")
+	}
+	if slug.value == "" {
+		return errors.New("no Bitbucket Data Center repository slug: set BITBUCKET_REPOSITORY, or BITBUCKET_REPO_URL to the clone URL")
+	}
+	base := strings.TrimRight(server.value, "/")
+	if err := checkServerURL(server.from, base); err != nil {
+		return err
+	}
+	r.DataCenter = &bitbucket.DataCenter{Server: base, Project: project.value, Slug: slug.value}
+	r.From.Owner, r.From.Slug, r.From.Server = project.from, slug.from, server.from
+	return nil
+}
+
+func (r *Run) resolveAuth(e Env) error {
+	token := strings.TrimSpace(e.AccessToken)
+	secret := strings.TrimSpace(e.OAuthClientSecret)
+	switch {
+	case hasControl(token):
+		return errors.New("BITBUCKET_ACCESS_TOKEN contains a line break or another control character: set it to the token alone")
+	case hasControl(secret):
+		return errors.New("BITBUCKET_OAUTH_CLIENT_SECRET contains a line break or another control character: set it to the secret alone")
+	case token != "" && (e.OAuthClientID != "" || secret != ""):
+		return errors.New("both BITBUCKET_ACCESS_TOKEN and BITBUCKET_OAUTH_CLIENT_ID/BITBUCKET_OAUTH_CLIENT_SECRET are set: unset the credential you do not mean to use")
+	case e.OAuthClientID != "" && secret == "":
+		return errors.New("BITBUCKET_OAUTH_CLIENT_ID is set but BITBUCKET_OAUTH_CLIENT_SECRET is not: set the consumer's secret too")
+	case secret != "" && e.OAuthClientID == "":
+		return errors.New("BITBUCKET_OAUTH_CLIENT_SECRET is set but BITBUCKET_OAUTH_CLIENT_ID is not: set the consumer's key too")
+	case e.Username != "" && token == "":
+		return errors.New("BITBUCKET_USERNAME is set but BITBUCKET_ACCESS_TOKEN is not: set the API token (or password) that goes with it")
+	case e.OAuthClientID != "":
+		if r.DataCenter != nil {
+			return errors.New("BITBUCKET_OAUTH_CLIENT_ID is for Bitbucket Cloud's OAuth consumers: for Data Center, " +
+				"set BITBUCKET_ACCESS_TOKEN to an HTTP access token instead")
+		}
+		tokenURL := strings.TrimSpace(e.OAuthTokenURL)
+		if err := checkServerURL("BITBUCKET_OAUTH_TOKEN_URL", tokenURL); err != nil {
+			return err
+		}
+		r.Auth = bitbucket.Auth{Kind: bitbucket.OAuth, ClientID: e.OAuthClientID, ClientSecret: secret, TokenURL: tokenURL}
+	case e.Username != "":
+		r.Auth = bitbucket.Auth{Kind: bitbucket.Basic, Username: e.Username, Token: token}
+	case token != "":
+		r.Auth = bitbucket.Auth{Kind: bitbucket.Bearer, Token: token}
+	}
+	return nil
+}
+
+// RequireCredential is the error for a run that would send a request
+// without one; a dry run needs none.
+func (r *Run) RequireCredential() error {
+	if r.Auth.Kind != bitbucket.NoAuth {
+		return nil
+	}
+	if r.DataCenter != nil {
+		return errors.New("no credential: set BITBUCKET_ACCESS_TOKEN to an HTTP access token (sent as Bearer), " +
+			"or to a personal access token or password with BITBUCKET_USERNAME")
+	}
+	return errors.New("no credential: set BITBUCKET_ACCESS_TOKEN to a repository, project or workspace access token (sent as Bearer), " +
+		"or to an API token with BITBUCKET_USERNAME set to your Atlassian account email; " +
+		"or set BITBUCKET_OAUTH_CLIENT_ID and BITBUCKET_OAUTH_CLIENT_SECRET")
+}
+
+func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) error {
+	s := &r.Status
+	s.State = o.State
+	s.Tag = e.CommitTag
+	if s.Tag == "" {
+		s.Branch = cmp.Or(e.CommitBranch, e.CommitRefName, checkout.Branch)
+	}
+	s.BuildNumber = e.PipelineIID
+
+	limit, server := statuskey.CloudMax, "Bitbucket Cloud"
+	if r.DataCenter != nil {
+		limit, server = statuskey.DataCenterMax, "Bitbucket Data Center"
+	}
+	s.Key, r.From.Key = e.StatusKey, "BITBUCKET_STATUS_KEY"
+	if s.Key == "" {
+		s.Key, r.From.Key = statuskey.Default(e.ProjectPath), "CI_PROJECT_PATH"
+	} else if len(s.Key) > limit {
+		r.Notices = append(r.Notices, fmt.Sprintf("BITBUCKET_STATUS_KEY is %d bytes, over %s's limit of %d: using %q",
+			len(s.Key), server, limit, statuskey.Fit(s.Key, limit)))
+	}
+	s.Key = statuskey.Fit(s.Key, limit)
+
+	s.Name = text(r, "BITBUCKET_STATUS_NAME", e.StatusName, defaultName(e))
+	s.Description = text(r, "BITBUCKET_STATUS_DESCRIPTION", e.StatusDescription, defaultDescription(e, s))
+
+	link := first(pick{e.StatusURL, "BITBUCKET_STATUS_URL"}, pick{e.PipelineURL, "CI_PIPELINE_URL"},
+		pick{e.JobURL, "CI_JOB_URL"}, pick{e.ProjectURL, "CI_PROJECT_URL"})
+	if link.value != "" {
+		if err := checkLink(link.from, link.value); err != nil {
+			return err
+		}
+	} else if r.DataCenter != nil {
+		return errors.New("Bitbucket Data Center requires a status URL and none is known (no CI_PIPELINE_URL: not in GitLab CI?): set BITBUCKET_STATUS_URL")
+	}
+	s.URL = link.value
+
+	if r.DataCenter != nil && o.State.Final() && e.PipelineCreatedAt != "" {
+		if created, err := time.Parse(time.RFC3339, e.PipelineCreatedAt); err == nil && o.Now.After(created) {
+			s.Duration = o.Now.Sub(created).Truncate(time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func defaultName(e Env) string {
+	if e.ProjectPath == "" {
+		return "bitbucket-status"
+	}
+	name := "GitLab: " + e.ProjectPath
+	if e.PipelineIID != "" {
+		name += " #" + e.PipelineIID
+	}
+	return name
+}
+
+var stateWords = map[state.State]string{
+	state.InProgress: "is running",
+	state.Successful: "passed",
+	state.Failed:     "failed",
+	state.Stopped:    "was canceled or skipped",
+}
+
+func defaultDescription(e Env, s *bitbucket.Status) string {
+	subject := "The build"
+	if e.PipelineIID != "" {
+		subject = "Pipeline #" + e.PipelineIID
+	}
+	switch {
+	case s.Tag != "":
+		subject += " for tag " + s.Tag
+	case s.Branch != "":
+		subject += " on " + s.Branch
+	}
+	return subject + " " + stateWords[s.State]
+}
+
+// text returns the override, or the default; either is cut to Bitbucket's
+// limit, and an override that had to be cut is reported.
+func text(r *Run, variable, override, fallback string) string {
+	if override == "" {
+		return cut(fallback, maxText)
+	}
+	if len(override) > maxText {
+		r.Notices = append(r.Notices, fmt.Sprintf("%s is %d bytes, over Bitbucket's limit of %d: it is cut", variable, len(override), maxText))
+	}
+	return cut(override, maxText)
+}
+
+// checkServerURL allows https, and plain http only to a loopback host, so a
+// credential never crosses a network in clear.
+func checkServerURL(variable, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s is %q, not an absolute https URL: set it like https://bitbucket.example.com", variable, redactURL(raw))
+	}
+	if u.User != nil {
+		return fmt.Errorf("%s carries a user name or password in the URL (%s): remove it; credentials go in BITBUCKET_USERNAME and BITBUCKET_ACCESS_TOKEN", variable, redactURL(raw))
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%s is %q: remove the query or fragment; give the base URL only", variable, raw)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%s is %q, plain http, which would send the credential across the network in clear: use https "+
+			"(plain http is accepted only for a loopback host, as in tests)", variable, raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkLink checks the status URL as Bitbucket will: absolute, at most 450 bytes.
+func checkLink(variable, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s is %q, not an absolute http(s) URL, which Bitbucket rejects: set BITBUCKET_STATUS_URL to the page the status should link to",
+			variable, shorten(redactURL(raw)))
+	}
+	if len(raw) > maxURL {
+		return fmt.Errorf("%s is %d bytes, over Bitbucket's limit of %d for a status URL: set BITBUCKET_STATUS_URL to a shorter link", variable, len(raw), maxURL)
+	}
+	return nil
+}
+
+// redactURL hides a password in a URL a user pasted, and anything that does
+// not parse is shown only by its length.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return fmt.Sprintf("(%d bytes, not shown: it may hold a password)", len(raw))
+		}
+		return raw
+	}
+	return u.Redacted()
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, unicode.IsControl) >= 0
+}
+
+func shorten(s string) string { return cut(s, 80) }
+
+// cut shortens s to at most n bytes without splitting a character.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("...")
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// pick is a value and the name of where it came from.
+type pick struct{ value, from string }
+
+func first(picks ...pick) pick {
+	for _, p := range picks {
+		if p.value != "" {
+			return p
+		}
+	}
+	return pick{}
+}
+
+func urlPart(u *repourl.Repo, from string, part func(*repourl.Repo) string) pick {
+	if u == nil {
+		return pick{}
+	}
+	return pick{part(u), from}
+}
+
