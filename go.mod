@@ -3,6 +3,7 @@ module gitlab.com/bitbucket-status/bitbucket-status
 go 1.26.8
 
 require (
+	github.com/jarcoal/httpmock v1.4.2
 	github.com/sethvargo/go-envconfig v1.4.3
 	github.com/urfave/cli/v2 v2.27.7
 )

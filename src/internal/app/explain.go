@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -179,34 +180,30 @@ func explainTransport(te *bitbucket.TransportError, variable string, run *config
 	case errors.As(te, &dns) && dns.IsNotFound:
 		return fmt.Sprintf("The host %s does not exist (DNS lookup failed).\nCheck %s.", host, variable)
 	case te.BudgetSpent:
-		return fmt.Sprintf("No answer from %s within BITBUCKET_STATUS_TIMEOUT (%s; %d attempt%s).\n"+
+		last := ""
+		if cause := bitbucket.RootCause(te.Err); !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
+			last = "; last error: " + cause.Error()
+		}
+		return fmt.Sprintf("No answer from %s within BITBUCKET_STATUS_TIMEOUT (%s; %d attempt%s%s).\n"+
 			"Check %s and the runner's network or proxy (HTTPS_PROXY), or raise BITBUCKET_STATUS_TIMEOUT.",
-			host, run.Timeout, te.Attempts, plural(te.Attempts), variable)
+			host, run.Timeout, te.Attempts, plural(te.Attempts), last, variable)
 	}
-	return fmt.Sprintf("Could not reach %s: %v.\nCheck %s and the runner's network or proxy (HTTPS_PROXY).", host, rootCause(te.Err), variable)
+	return fmt.Sprintf("Could not reach %s: %v.\nCheck %s and the runner's network or proxy (HTTPS_PROXY).", host, bitbucket.RootCause(te.Err), variable)
 }
 
 func waitTooLong(he *bitbucket.HTTPError, run *config.Run) string {
-	if he.WantedWait > time.Second {
+	if he.WantedWait > 0 {
 		return fmt.Sprintf("Bitbucket asked to wait %s before retrying, more than is left of BITBUCKET_STATUS_TIMEOUT (%s).\n", he.WantedWait.Round(time.Second), run.Timeout)
 	}
 	return ""
-}
-
-// rootCause drops the URL that net/http repeats in its errors.
-func rootCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 func statusText(code int) string { return fmt.Sprintf("%d %s", code, http.StatusText(code)) }
 
 func said(he *bitbucket.HTTPError) string {
 	if s := he.Said(); s != "" {
-		return ": " + s
+		// The sentence that follows brings its own full stop.
+		return ": " + strings.TrimSuffix(s, ".")
 	}
 	return ""
 }

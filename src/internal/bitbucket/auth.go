@@ -50,7 +50,7 @@ func (a Auth) describe() string {
 	case OAuth:
 		return fmt.Sprintf("Bearer [REDACTED] (an OAuth access token for client %q from %s)", a.ClientID, a.TokenURL)
 	}
-	return "(none)"
+	return "(none: no credential is set)"
 }
 
 // apply sets the Authorization header; bearer is the OAuth access token

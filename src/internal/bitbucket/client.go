@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -64,7 +65,8 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		resp, err := c.attempt(ctx, req, contentType, authorize)
-		var wait time.Duration
+		// asked is the wait the server asked for with Retry-After, if any.
+		var wait, asked time.Duration
 		switch {
 		case err != nil:
 			if !retryableNetError(ctx, err) {
@@ -76,7 +78,7 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 			return &Response{StatusCode: resp.StatusCode, Body: resp.body, Attempts: attempt}, nil
 		case retryableStatus(resp.StatusCode):
 			if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-				wait = after
+				wait, asked = after, after
 			} else {
 				wait = c.backoff(attempt)
 			}
@@ -84,7 +86,7 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 			return nil, newHTTPError(req, resp.StatusCode, resp.body, attempt)
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return nil, giveUp(req, resp, err, attempt, time.Since(start), wait)
+			return nil, giveUp(req, resp, err, attempt, time.Since(start), asked)
 		}
 		fmt.Fprintf(c.logWriter(), "bitbucket-status: %s %s: %s (attempt %d); retrying in %s\n",
 			req.Method, req.URL, describeAttempt(resp, err), attempt, wait.Round(10*time.Millisecond))
@@ -212,13 +214,14 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 
 func describeAttempt(resp *rawResponse, err error) string {
 	if err != nil {
-		return err.Error()
+		return RootCause(err).Error()
 	}
 	return resp.Status
 }
 
-// giveUp is the error for a retryable failure the budget leaves no time to retry.
-func giveUp(req Request, resp *rawResponse, err error, attempts int, elapsed, wanted time.Duration) error {
+// giveUp is the error for a retryable failure the budget leaves no time to
+// retry; asked is the wait the server asked for, if it did.
+func giveUp(req Request, resp *rawResponse, err error, attempts int, elapsed, asked time.Duration) error {
 	if err != nil || resp == nil {
 		if err == nil {
 			err = context.DeadlineExceeded
@@ -227,6 +230,15 @@ func giveUp(req Request, resp *rawResponse, err error, attempts int, elapsed, wa
 	}
 	he := newHTTPError(req, resp.StatusCode, resp.body, attempts)
 	he.BudgetSpent = true
-	he.WantedWait = wanted
+	he.WantedWait = asked
 	return he
+}
+
+// RootCause drops the method and URL that net/http repeats in its errors.
+func RootCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -29,8 +29,8 @@ type HTTPError struct {
 	// BudgetSpent is true when a retryable answer (429, 5xx) was still the
 	// answer when the run's time budget ran out.
 	BudgetSpent bool
-	// WantedWait is the wait Bitbucket asked for (Retry-After) or backoff
-	// chose, when the budget could not hold it.
+	// WantedWait is the wait Bitbucket asked for with Retry-After, when the
+	// budget could not hold it.
 	WantedWait time.Duration
 }
 
@@ -83,7 +83,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	return fmt.Sprintf("%s %s: %v (%d attempt%s in %s)", e.Method, e.URL, e.Err, e.Attempts, plural(e.Attempts),
+	return fmt.Sprintf("%s %s: %v (%d attempt%s in %s)", e.Method, e.URL, RootCause(e.Err), e.Attempts, plural(e.Attempts),
 		e.Elapsed.Round(100*time.Millisecond))
 }
 

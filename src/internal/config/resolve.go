@@ -396,7 +396,10 @@ func redactURL(raw string) string {
 		}
 		return raw
 	}
-	return u.Redacted()
+	if _, hasPassword := u.User.Password(); hasPassword {
+		return u.Redacted()
+	}
+	return raw
 }
 
 func hasControl(s string) bool {
@@ -435,4 +438,3 @@ func urlPart(u *repourl.Repo, from string, part func(*repourl.Repo) string) pick
 	}
 	return pick{part(u), from}
 }
-

@@ -47,8 +47,8 @@ func Fit(key string, max int) string {
 	}
 	sum := sha256.Sum256([]byte(key))
 	suffix := "-" + hex.EncodeToString(sum[:])[:hashLen]
-	if max <= len(suffix) {
-		return suffix[1:][:max]
+	if max < len(suffix) {
+		return suffix[1 : 1+min(max, hashLen)]
 	}
 	room := max - len(suffix)
 	head := ""
