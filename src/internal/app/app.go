@@ -100,15 +100,16 @@ type runner struct {
 
 func (r *runner) app() *cli.App {
 	dryRun := &cli.BoolFlag{Name: "dry-run", Usage: "print the request instead of sending it (BITBUCKET_STATUS_DRY_RUN)"}
+	// A help flag of this App's own: see init.
+	help := &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 	return &cli.App{
 		Name:                   "bitbucket-status",
 		Usage:                  "post a GitLab CI/CD result to a Bitbucket commit as a build status",
 		Writer:                 r.stdout,
 		ErrWriter:              r.stderr,
 		HideVersion:            true,
-		HideHelpCommand:        true,
-		CustomAppHelpTemplate:  helpText(),
-		Flags:                  []cli.Flag{dryRun, &cli.BoolFlag{Name: "version", Usage: "print the version"}},
+		HideHelp:               true,
+		Flags:                  []cli.Flag{dryRun, help, &cli.BoolFlag{Name: "version", Usage: "print the version"}},
 		ExitErrHandler:         func(*cli.Context, error) {},
 		OnUsageError:           onUsageError,
 		UseShortOptionHandling: false,
@@ -117,7 +118,8 @@ func (r *runner) app() *cli.App {
 			{
 				Name:         "check",
 				Usage:        "check the credential and access to the repository; post nothing",
-				Flags:        []cli.Flag{dryRun},
+				Flags:        []cli.Flag{dryRun, help},
+				HideHelp:     true,
 				OnUsageError: onUsageError,
 				Action:       r.check,
 			},
@@ -133,11 +135,20 @@ func (r *runner) app() *cli.App {
 	}
 }
 
+// urfave/cli adds its global HelpFlag to every App and command, and every run
+// writes to it: a data race when tests run Apps in parallel. Each App has its
+// own help flag instead, and the help text is bitbucket-status's own.
+func init() { cli.HelpFlag = nil }
+
 func onUsageError(_ *cli.Context, err error, _ bool) error {
 	return usagef("%v (see bitbucket-status --help)", err)
 }
 
 func (r *runner) post(c *cli.Context) error {
+	if c.Bool("help") || (c.NArg() == 1 && c.Args().First() == "help") {
+		fmt.Fprint(r.stdout, helpText())
+		return nil
+	}
 	if c.Bool("version") {
 		fmt.Fprintf(r.stdout, "bitbucket-status %s\n", r.Version)
 		return nil
@@ -203,6 +214,10 @@ func (r *runner) stateFrom(c *cli.Context, env config.Env) (state.State, error) 
 }
 
 func (r *runner) check(c *cli.Context) error {
+	if c.Bool("help") {
+		fmt.Fprint(r.stdout, helpText())
+		return nil
+	}
 	if c.NArg() > 0 {
 		return usagef("check takes no arguments, got %q", strings.Join(c.Args().Slice(), " "))
 	}

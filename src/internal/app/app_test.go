@@ -161,6 +161,11 @@ func TestVersionAndHelp(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("--help: %+v", r)
 	}
+	for _, args := range [][]string{{"-h"}, {"help"}, {"check", "--help"}} {
+		if other := run(t, gitlabEnv(), nil, args...); other != r {
+			t.Errorf("%v differs from --help: %+v", args, other)
+		}
+	}
 	for _, v := range config.Variables() {
 		if !strings.Contains(r.stdout, "   "+v.Name) || !strings.Contains(r.stdout, v.Help) {
 			t.Errorf("--help does not explain %s", v.Name)

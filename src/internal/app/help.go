@@ -8,8 +8,7 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
 )
 
-// helpText is the whole --help page. It is used as urfave/cli's template, so
-// it must not contain template actions; the variables come from config.Env's
+// helpText is the whole --help page. The variables come from config.Env's
 // tags, so the page cannot forget one.
 func helpText() string {
 	var b strings.Builder

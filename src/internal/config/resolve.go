@@ -289,7 +289,7 @@ func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) err
 			return err
 		}
 	} else if r.DataCenter != nil {
-		return errors.New("Bitbucket Data Center requires a status URL and none is known (no CI_PIPELINE_URL: not in GitLab CI?): set BITBUCKET_STATUS_URL")
+		return errors.New("no status URL, which Bitbucket Data Center requires (no CI_PIPELINE_URL: not in GitLab CI?): set BITBUCKET_STATUS_URL")
 	}
 	s.URL = link.value
 

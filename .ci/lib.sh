@@ -1,0 +1,45 @@
+# Shared helpers for the .ci scripts. Source it; it sets -euo pipefail.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED="$ROOT/../shared"
+# Tools are installed once per machine here; delete the folder to start over.
+TOOLS="${BITBUCKET_STATUS_TOOLS:-$HOME/.cache/bitbucket-status-ci}"
+export PATH="$TOOLS/bin:$TOOLS/node22/node_modules/.bin:$TOOLS/gcl/node_modules/.bin:$TOOLS/prism/node_modules/.bin:$TOOLS/js/node_modules/.bin:$(go env GOPATH)/bin:$PATH"
+export GOTOOLCHAIN=local
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+# build_binary DIR: the bitbucket-status and fake-bitbucket binaries into DIR.
+build_binary() {
+  (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION:-0.0.0-ci}" \
+    -o "$1/bitbucket-status" ./src/cmd/bitbucket-status &&
+    go build -o "$1/fake-bitbucket" ./src/cmd/fake-bitbucket)
+}
+
+# start_fake DIR [fake-bitbucket flags...]: starts the stand-in for Bitbucket in the
+# background, sets FAKE_PID and FAKE_ADDR. The credential it expects comes from
+# FAKE_BITBUCKET_TOKEN / FAKE_BITBUCKET_USER in the environment.
+start_fake() {
+  local dir=$1; shift
+  rm -f "$dir/fake.addr"
+  "$dir/fake-bitbucket" -addr-file "$dir/fake.addr" "$@" 2>"$dir/fake.log" &
+  FAKE_PID=$!
+  for _ in $(seq 100); do [ -s "$dir/fake.addr" ] && break; sleep 0.05; done
+  [ -s "$dir/fake.addr" ] || fail "fake-bitbucket did not start: $(cat "$dir/fake.log")"
+  FAKE_ADDR=$(cat "$dir/fake.addr")
+}
+
+# requests: what the stand-in received, as JSON.
+requests() { curl -fsS "http://$FAKE_ADDR/_requests"; }
+reset_requests() { curl -fsS "http://$FAKE_ADDR/_reset" >/dev/null; }
+
+# expect_eq WHAT GOT WANT
+expect_eq() {
+  if [ "$2" != "$3" ]; then
+    printf 'FAIL: %s\n  got:  %s\n  want: %s\n' "$1" "$2" "$3" >&2
+    exit 1
+  fi
+  printf 'ok: %s\n' "$1"
+}

@@ -1,0 +1,330 @@
+// Package fakebitbucket is a stand-in for Bitbucket Cloud and Data Center in
+// tests: it checks credentials and bodies as the real services do (as far as
+// their documentation and known behaviour go), keeps statuses by key, and
+// records every request for the test to inspect. Repository slugs choose
+// misbehaviour: "missing", "forbidden", "reject", "rate-limited", "flaky",
+// "down", "hang" and, for Data Center, "legacy" (a server without the
+// repository-scoped builds API).
+package fakebitbucket
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// Server is an http.Handler. Set the expected credential before serving.
+type Server struct {
+	// Token is the expected secret: "Bearer Token", or with User set,
+	// "Basic User:Token". ClientID and ClientSecret are an OAuth consumer's.
+	User, Token            string
+	ClientID, ClientSecret string
+
+	mu       sync.Mutex
+	statuses map[string]bool // commit + key
+	tries    map[string]int  // path -> attempts, for "flaky"
+	log      []Record
+}
+
+// OAuthAccessToken is the token the fake OAuth endpoint hands out.
+const OAuthAccessToken = "fake-oauth-access-token"
+
+// Record is one request as the server saw it. Auth names the scheme and
+// user only: the fake never records a secret.
+type Record struct {
+	Method string          `json:"method"`
+	Path   string          `json:"path"`
+	Auth   string          `json:"auth"`
+	Code   int             `json:"code"`
+	Body   json.RawMessage `json:"body,omitempty"`
+}
+
+// Requests returns what was received so far.
+func (s *Server) Requests() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Record(nil), s.log...)
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/_requests":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(append([]Record{}, s.log...))
+		return
+	case r.URL.Path == "/_reset":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.log, s.statuses, s.tries = nil, nil, nil
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+	s.route(rec, r, body)
+	entry := Record{Method: r.Method, Path: r.URL.EscapedPath(), Auth: authKind(r), Code: rec.code}
+	if json.Valid(body) {
+		entry.Body = body
+	}
+	s.mu.Lock()
+	s.log = append(s.log, entry)
+	s.mu.Unlock()
+}
+
+type recorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func authKind(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if user, _, ok := r.BasicAuth(); ok {
+		return "Basic " + user
+	}
+	if strings.HasPrefix(h, "Bearer ") {
+		return "Bearer"
+	}
+	if h == "" {
+		return "none"
+	}
+	return "other"
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
+	parts := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
+	for i := range parts {
+		if p, err := url.PathUnescape(parts[i]); err == nil {
+			parts[i] = p
+		}
+	}
+	if r.URL.Path == "/site/oauth2/access_token" {
+		s.oauth(w, r, body)
+		return
+	}
+	// Data Center may sit under a context path: find "rest".
+	for i, p := range parts {
+		if p == "rest" {
+			s.dataCenter(w, r, parts[i+1:], body)
+			return
+		}
+	}
+	if len(parts) > 0 && parts[0] == "2.0" {
+		parts = parts[1:]
+	}
+	s.cloud(w, r, parts, body)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if user, pass, ok := r.BasicAuth(); ok {
+		return s.User != "" && user == s.User && pass == s.Token
+	}
+	if s.User == "" && r.Header.Get("Authorization") == "Bearer "+s.Token {
+		return true
+	}
+	return s.ClientID != "" && r.Header.Get("Authorization") == "Bearer "+OAuthAccessToken
+}
+
+func (s *Server) oauth(w http.ResponseWriter, r *http.Request, body []byte) {
+	id, secret, ok := r.BasicAuth()
+	form, _ := url.ParseQuery(string(body))
+	switch {
+	case r.Method != http.MethodPost || form.Get("grant_type") != "client_credentials":
+		writeJSON(w, http.StatusBadRequest, `{"error":"unsupported_grant_type","error_description":"Unsupported grant type"}`)
+	case !ok || s.ClientID == "" || id != s.ClientID || secret != s.ClientSecret:
+		writeJSON(w, http.StatusBadRequest, `{"error":"unauthorized_client","error_description":"Invalid OAuth client credentials"}`)
+	default:
+		writeJSON(w, http.StatusOK, `{"access_token":"`+OAuthAccessToken+`","scopes":"repository","expires_in":7200,"token_type":"bearer"}`)
+	}
+}
+
+// misbehave answers for the slugs that choose a failure; it reports whether it did.
+func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, slug string, retryAfter bool) bool {
+	switch slug {
+	case "hang":
+		<-r.Context().Done()
+		return true
+	case "down":
+		writeJSON(w, http.StatusServiceUnavailable, `{"type":"error","error":{"message":"Service unavailable"}}`)
+		return true
+	case "rate-limited":
+		if retryAfter {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeJSON(w, http.StatusTooManyRequests, `{"type":"error","error":{"message":"Rate limit for this resource has been exceeded"}}`)
+		return true
+	case "flaky":
+		s.mu.Lock()
+		if s.tries == nil {
+			s.tries = map[string]int{}
+		}
+		s.tries[r.URL.Path]++
+		n := s.tries[r.URL.Path]
+		s.mu.Unlock()
+		if n <= 2 {
+			w.WriteHeader(http.StatusBadGateway)
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) cloud(w http.ResponseWriter, r *http.Request, parts []string, body []byte) {
+	// repositories/{ws}/{slug}[/commit/{sha}[/statuses/build]]
+	if len(parts) < 3 || parts[0] != "repositories" {
+		writeJSON(w, http.StatusNotFound, `{"type":"error","error":{"message":"Resource not found"}}`)
+		return
+	}
+	slug := parts[2]
+	if !s.authorized(r) {
+		w.WriteHeader(http.StatusUnauthorized) // Bitbucket Cloud's 401 often has no body
+		return
+	}
+	if s.misbehave(w, r, slug, false) {
+		return
+	}
+	switch slug {
+	case "missing":
+		writeJSON(w, http.StatusNotFound, `{"type":"error","error":{"message":"Repository `+parts[1]+`/missing not found"}}`)
+		return
+	case "forbidden":
+		writeJSON(w, http.StatusForbidden, `{"type":"error","error":{"message":"Your credentials lack one or more required privilege scopes.","detail":{"required":["repository"],"granted":["account"]}}}`)
+		return
+	case "reject":
+		writeJSON(w, http.StatusBadRequest, `{"type":"error","error":{"message":"Bad request","fields":{"state":["Rejected by the test server."]}}}`)
+		return
+	}
+	switch {
+	case r.Method == http.MethodGet && (len(parts) == 3 || (len(parts) == 5 && parts[3] == "commit")):
+		writeJSON(w, http.StatusOK, `{"type":"repository","full_name":"`+parts[1]+`/`+slug+`"}`)
+	case r.Method == http.MethodPost && len(parts) == 7 && parts[3] == "commit" && parts[5] == "statuses" && parts[6] == "build":
+		s.cloudStatus(w, parts[4], body)
+	default:
+		writeJSON(w, http.StatusNotFound, `{"type":"error","error":{"message":"Resource not found"}}`)
+	}
+}
+
+func (s *Server) cloudStatus(w http.ResponseWriter, commit string, body []byte) {
+	var st struct {
+		Key, State, Name, Description, URL, Refname string
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		writeJSON(w, http.StatusBadRequest, `{"type":"error","error":{"message":"Bad request"}}`)
+		return
+	}
+	field := func(name, msg string) {
+		m, _ := json.Marshal(name + ": " + msg)
+		f, _ := json.Marshal(msg)
+		writeJSON(w, http.StatusBadRequest, fmt.Sprintf(`{"type":"error","error":{"message":%s,"fields":{%q:[%s]}}}`, m, name, f))
+	}
+	switch {
+	case st.Key == "":
+		field("key", "This field is required.")
+	case len([]rune(st.Key)) > 40:
+		field("key", fmt.Sprintf("Ensure this value has at most 40 characters (it has %d).", len([]rune(st.Key))))
+	case st.State != "INPROGRESS" && st.State != "SUCCESSFUL" && st.State != "FAILED" && st.State != "STOPPED":
+		field("state", "Select a valid choice.")
+	case len([]rune(st.Name)) > 255:
+		field("name", fmt.Sprintf("Ensure this value has at most 255 characters (it has %d).", len([]rune(st.Name))))
+	case st.URL != "" && (len(st.URL) > 450 || !validURL(st.URL)):
+		field("url", "Enter a valid URL.")
+	default:
+		s.mu.Lock()
+		if s.statuses == nil {
+			s.statuses = map[string]bool{}
+		}
+		existed := s.statuses[commit+"\x00"+st.Key]
+		s.statuses[commit+"\x00"+st.Key] = true
+		s.mu.Unlock()
+		code := http.StatusCreated
+		if existed {
+			code = http.StatusOK
+		}
+		writeJSON(w, code, fmt.Sprintf(`{"type":"build","key":%q,"state":%q}`, st.Key, st.State))
+	}
+}
+
+func validURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []string, body []byte) {
+	if !s.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, `{"errors":[{"context":null,"message":"Authentication failed. Please check your credentials and try again.","exceptionName":"com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"}]}`)
+		return
+	}
+	// build-status/1.0/commits/{sha}
+	if len(parts) == 4 && parts[0] == "build-status" && parts[2] == "commits" && r.Method == http.MethodPost {
+		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
+		return
+	}
+	// api/latest/projects/{key}/repos/{slug}[/commits/{sha}[/builds]]
+	if len(parts) < 6 || parts[0] != "api" || parts[2] != "projects" || parts[4] != "repos" {
+		writeJSON(w, http.StatusNotFound, `{"errors":[{"message":"Not found"}]}`)
+		return
+	}
+	project, slug := parts[3], parts[5]
+	if s.misbehave(w, r, slug, true) {
+		return
+	}
+	builds := len(parts) == 9 && parts[6] == "commits" && parts[8] == "builds" && r.Method == http.MethodPost
+	switch {
+	case slug == "missing":
+		writeJSON(w, http.StatusNotFound, `{"errors":[{"context":null,"message":"Repository `+project+`/missing does not exist.","exceptionName":"com.atlassian.bitbucket.repository.NoSuchRepositoryException"}]}`)
+	case slug == "forbidden":
+		writeJSON(w, http.StatusForbidden, `{"errors":[{"context":null,"message":"You are not permitted to access this resource","exceptionName":"com.atlassian.bitbucket.AuthorisationException"}]}`)
+	case slug == "legacy" && builds:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html><body>Not Found</body></html>"))
+	case builds:
+		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true, "CANCELLED": true, "UNKNOWN": true})
+	case r.Method == http.MethodGet && (len(parts) == 6 || (len(parts) == 8 && parts[6] == "commits")):
+		writeJSON(w, http.StatusOK, `{"slug":"`+slug+`"}`)
+	default:
+		writeJSON(w, http.StatusNotFound, `{"errors":[{"message":"Not found"}]}`)
+	}
+}
+
+func (s *Server) dataCenterStatus(w http.ResponseWriter, body []byte, states map[string]bool) {
+	var st struct {
+		Key, State, URL string
+	}
+	bad := func(msg string) {
+		writeJSON(w, http.StatusBadRequest, fmt.Sprintf(`{"errors":[{"context":null,"message":%q,"exceptionName":"com.atlassian.bitbucket.validation.ArgumentValidationException"}]}`, msg))
+	}
+	switch {
+	case json.Unmarshal(body, &st) != nil:
+		bad("The request body is not valid JSON.")
+	case st.Key == "" || len(st.Key) > 255:
+		bad("key: must be between 1 and 255 characters.")
+	case !states[st.State]:
+		bad("state: invalid value " + st.State + ".")
+	case st.URL == "" || len(st.URL) > 450 || !validURL(st.URL):
+		bad("url: must be a valid URL of at most 450 characters.")
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+// BasicHeader is the Authorization value for user and secret, for tests.
+func BasicHeader(user, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+secret))
+}
