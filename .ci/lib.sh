@@ -11,9 +11,13 @@ export GOTOOLCHAIN=local
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
+# The release build's tags: no docs generator in urfave/cli, no HTTP/2 in
+# net/http (one request needs neither); together 390 KB less binary.
+BUILD_TAGS=urfave_cli_no_docs,nethttpomithttp2
+
 # build_binary DIR: the bitbucket-status and fake-bitbucket binaries into DIR.
 build_binary() {
-  (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION:-0.0.0-ci}" \
+  (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags "$BUILD_TAGS" -ldflags "-s -w -X main.version=${VERSION:-0.0.0-ci}" \
     -o "$1/bitbucket-status" ./src/cmd/bitbucket-status &&
     go build -o "$1/fake-bitbucket" ./src/cmd/fake-bitbucket)
 }
