@@ -7,6 +7,7 @@ SHARED="$ROOT/../shared"
 TOOLS="${BITBUCKET_STATUS_TOOLS:-$HOME/.cache/bitbucket-status-ci}"
 export PATH="$TOOLS/bin:$TOOLS/node22/node_modules/.bin:$TOOLS/gcl/node_modules/.bin:$TOOLS/prism/node_modules/.bin:$TOOLS/js/node_modules/.bin:$(go env GOPATH)/bin:$PATH"
 export GOTOOLCHAIN=local
+export JS_TOOLS="$TOOLS/js"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
