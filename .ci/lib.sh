@@ -2,10 +2,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED="$ROOT/../shared"
+# Bitbucket's OpenAPI description and GitLab's CI schema: ../shared/data beside
+# the checkout where there is one, else the pinned copies `.ci/install data` fetches.
+DATA="$ROOT/../shared/data"
 # Tools are installed once per machine here; delete the folder to start over.
 TOOLS="${BITBUCKET_STATUS_TOOLS:-$HOME/.cache/bitbucket-status-ci}"
-export PATH="$TOOLS/bin:$TOOLS/node22/node_modules/.bin:$TOOLS/gcl/node_modules/.bin:$TOOLS/prism/node_modules/.bin:$TOOLS/js/node_modules/.bin:$(go env GOPATH)/bin:$PATH"
+export PATH="$TOOLS/bin:$TOOLS/node22/node_modules/.bin:$TOOLS/gcl/node_modules/.bin:$TOOLS/prism/node_modules/.bin:$TOOLS/js/node_modules/.bin:$PATH"
+[ -d "$DATA" ] || DATA="$TOOLS/data"
 export GOTOOLCHAIN=local
 export JS_TOOLS="$TOOLS/js"
 
@@ -16,8 +19,13 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # net/http (one request needs neither); together 390 KB less binary.
 BUILD_TAGS=urfave_cli_no_docs,nethttpomithttp2
 
-# build_binary DIR: the bitbucket-status and fake-bitbucket binaries into DIR.
+# build_binary DIR: the bitbucket-status and fake-bitbucket binaries into DIR,
+# or, where PREBUILT_BIN names a directory (a CI job without Go), copies them.
 build_binary() {
+  if [ -n "${PREBUILT_BIN:-}" ]; then
+    mkdir -p "$1" && cp "$PREBUILT_BIN/bitbucket-status" "$PREBUILT_BIN/fake-bitbucket" "$1/"
+    return
+  fi
   (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags "$BUILD_TAGS" -ldflags "-s -w -X main.version=${VERSION:-0.0.0-ci}" \
     -o "$1/bitbucket-status" ./src/cmd/bitbucket-status &&
     go build -o "$1/fake-bitbucket" ./src/cmd/fake-bitbucket)

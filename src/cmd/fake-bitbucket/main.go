@@ -1,13 +1,23 @@
 // Command fake-bitbucket serves fakebitbucket.Server for the shell-level
-// tests (gitlab-ci-local, the container image, benchmarks). It is a test
-// tool: it is not shipped in the image. The credential it expects comes from
-// the environment (FAKE_BITBUCKET_TOKEN, FAKE_BITBUCKET_USER), never argv.
+// tests (gitlab-ci-local, the container image, benchmarks) and for the
+// pipeline's self-test, where it runs as a service container. It is a test
+// tool, not shipped in the bitbucket-status image. The credential it expects
+// comes from the environment (FAKE_BITBUCKET_TOKEN, FAKE_BITBUCKET_USER,
+// FAKE_BITBUCKET_CLIENT_ID, FAKE_BITBUCKET_CLIENT_SECRET), never argv.
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +31,8 @@ func main() {
 	addrFile := flag.String("addr-file", "", "write the address listened on to this file once ready")
 	cert := flag.String("tls-cert", "", "serve https with this certificate (PEM)")
 	key := flag.String("tls-key", "", "and this key (PEM)")
+	selfSigned := flag.String("self-signed", "", "serve https with a certificate for this host name from a CA made at start")
+	caListen := flag.String("ca-listen", "", "with -self-signed: serve the CA certificate at http://ADDR/ca.pem")
 	flag.Parse()
 
 	s := &fakebitbucket.Server{
@@ -30,6 +42,21 @@ func main() {
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	if *selfSigned != "" {
+		caPEM, leaf, err := selfSignedCertificate(*selfSigned)
+		if err != nil {
+			log.Fatal(err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12}
+		if *caListen != "" {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/ca.pem", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(caPEM) })
+			go func() {
+				log.Fatal((&http.Server{Addr: *caListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe())
+			}()
+		}
 	}
 	if *addrFile != "" {
 		tmp := *addrFile + ".tmp"
@@ -41,11 +68,49 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "fake-bitbucket: listening on %s\n", ln.Addr())
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	if *cert != "" {
+	switch {
+	case *selfSigned != "":
+		err = srv.ServeTLS(ln, "", "")
+	case *cert != "":
 		err = srv.ServeTLS(ln, *cert, *key)
-	} else {
+	default:
 		err = srv.Serve(ln)
 	}
 	log.Fatal(err)
+}
+
+// selfSignedCertificate makes a CA and a server certificate for host signed
+// by it; it returns the CA in PEM and the server's key pair.
+func selfSignedCertificate(host string) ([]byte, tls.Certificate, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	now := time.Now()
+	caTemplate := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake-bitbucket test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	leafTemplate := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if ip := net.ParseIP(host); ip != nil {
+		leafTemplate.IPAddresses = []net.IP{ip}
+	} else {
+		leafTemplate.DNSNames = []string{host}
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTemplate, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	return caPEM, tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}, nil
 }
