@@ -103,17 +103,16 @@ func (r *runner) app() *cli.App {
 	// A help flag of this App's own: see init.
 	help := &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 	return &cli.App{
-		Name:                   "bitbucket-status",
-		Usage:                  "post a GitLab CI/CD result to a Bitbucket commit as a build status",
-		Writer:                 r.stdout,
-		ErrWriter:              r.stderr,
-		HideVersion:            true,
-		HideHelp:               true,
-		Flags:                  []cli.Flag{dryRun, help, &cli.BoolFlag{Name: "version", Usage: "print the version"}},
-		ExitErrHandler:         func(*cli.Context, error) {},
-		OnUsageError:           onUsageError,
-		UseShortOptionHandling: false,
-		Action:                 r.post,
+		Name:           "bitbucket-status",
+		Usage:          "post a GitLab CI/CD result to a Bitbucket commit as a build status",
+		Writer:         r.stdout,
+		ErrWriter:      r.stderr,
+		HideVersion:    true,
+		HideHelp:       true,
+		Flags:          []cli.Flag{dryRun, help, &cli.BoolFlag{Name: "version", Usage: "print the version"}},
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+		Action:         r.post,
 		Commands: []*cli.Command{
 			{
 				Name:         "check",
@@ -165,10 +164,26 @@ func (r *runner) post(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	client := r.client(run)
-	target := targetOf(run)
+	client, target := r.client(run), targetOf(run)
+	return r.execute(c, run, func() { target.DryRun(r.stdout, client, run.Commit, run.Status) }, func(ctx context.Context) error {
+		posted, err := target.Post(ctx, client, run.Commit, run.Status)
+		if err != nil {
+			return fmt.Errorf("could not post %s for commit %s to %s: %s", run.Status.State, run.Commit, target.Where(), explain(err, run, true))
+		}
+		if posted.Notice != "" {
+			fmt.Fprintf(r.stderr, "bitbucket-status: notice: %s\n", posted.Notice)
+		}
+		fmt.Fprintf(r.stdout, "Posted %s for commit %s to %s (key %q, %s)\n",
+			run.Status.State, run.Commit, target.Where(), run.Status.Key, posted.Outcome)
+		return nil
+	})
+}
+
+// execute prints the request in a dry run; otherwise it makes sure there is
+// a credential and calls send within the run's time budget.
+func (r *runner) execute(c *cli.Context, run *config.Run, dryRun func(), send func(context.Context) error) error {
 	if run.DryRun {
-		target.DryRun(r.stdout, client, run.Commit, run.Status)
+		dryRun()
 		fmt.Fprintln(r.stdout, "(dry run: nothing was sent)")
 		return nil
 	}
@@ -177,16 +192,7 @@ func (r *runner) post(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, run.Timeout)
 	defer cancel()
-	posted, err := target.Post(ctx, client, run.Commit, run.Status)
-	if err != nil {
-		return fmt.Errorf("could not post %s for commit %s to %s: %s", run.Status.State, run.Commit, target.Where(), explain(err, run, true))
-	}
-	if posted.Notice != "" {
-		fmt.Fprintf(r.stderr, "bitbucket-status: notice: %s\n", posted.Notice)
-	}
-	fmt.Fprintf(r.stdout, "Posted %s for commit %s to %s (key %q, %s)\n",
-		run.Status.State, run.Commit, target.Where(), run.Status.Key, posted.Outcome)
-	return nil
+	return send(ctx)
 }
 
 // stateFrom reads STATE from the one argument, or BUILD_STATUS.
@@ -229,25 +235,16 @@ func (r *runner) check(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	client := r.client(run)
-	target := targetOf(run)
+	client, target := r.client(run), targetOf(run)
 	req := target.CheckRequest(run.Commit)
-	if run.DryRun {
-		client.Print(r.stdout, req)
-		fmt.Fprintln(r.stdout, "(dry run: nothing was sent)")
+	return r.execute(c, run, func() { client.Print(r.stdout, req) }, func(ctx context.Context) error {
+		if _, err := client.Do(ctx, req); err != nil {
+			return fmt.Errorf("check failed for %s: %s", target.Where(), explain(err, run, false))
+		}
+		fmt.Fprintf(r.stdout, "OK: %s can read commit %s in %s (reading cannot prove the right to post; the first post will)\n",
+			run.Auth, run.Commit, target.Where())
 		return nil
-	}
-	if err := run.RequireCredential(); err != nil {
-		return usageError{err}
-	}
-	ctx, cancel := context.WithTimeout(c.Context, run.Timeout)
-	defer cancel()
-	if _, err := client.Do(ctx, req); err != nil {
-		return fmt.Errorf("check failed for %s: %s", target.Where(), explain(err, run, false))
-	}
-	fmt.Fprintf(r.stdout, "OK: %s can read commit %s in %s (reading cannot prove the right to post; the first post will)\n",
-		run.Auth, run.Commit, target.Where())
-	return nil
+	})
 }
 
 func (r *runner) resolve(c *cli.Context, env config.Env, outcome state.State) (*config.Run, error) {

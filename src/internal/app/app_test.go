@@ -397,3 +397,54 @@ func TestPanicIsReportedWithoutSecret(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 }
+
+func dcEnv(kv ...string) map[string]string {
+	return gitlabEnv(append([]string{"BITBUCKET_SERVER_URL", "https://git.example.com/bitbucket", "BITBUCKET_PROJECT", "PROJ"}, kv...)...)
+}
+
+const dcPrefix = "bitbucket-status: could not post SUCCESSFUL for commit " + sha + " to PROJ/widgets at https://git.example.com/bitbucket: "
+
+func TestDataCenterDryRunAndCheck(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	r := run(t, dcEnv("CI_PIPELINE_CREATED_AT", "2026-11-25T09:58:30Z"), mock, "--dry-run", "canceled")
+	want(t, r, 0, "POST "+dcURL+"\nAuthorization: Bearer [REDACTED]\nAccept: application/json\nContent-Type: application/json\n"+
+		"User-Agent: bitbucket-status/1.2.3\n\n{\n  \"key\": \"gitlab/acme/widgets\",\n  \"state\": \"CANCELLED\",\n"+
+		"  \"url\": \"https://gitlab.example.com/acme/widgets/-/pipelines/1234\",\n  \"name\": \"GitLab: acme/widgets #7\",\n"+
+		"  \"description\": \"Pipeline #7 on main was canceled or skipped\",\n  \"ref\": \"refs/heads/main\",\n  \"buildNumber\": \"7\",\n"+
+		"  \"duration\": 90000\n}\n\n(if the server answers 404 without naming a missing project, repository or commit, it predates this API, "+
+		"and this is sent instead: POST https://git.example.com/bitbucket/rest/build-status/1.0/commits/"+sha+")\n(dry run: nothing was sent)\n", "")
+
+	commitURL := "https://git.example.com/bitbucket/rest/api/latest/projects/PROJ/repos/widgets/commits/" + sha
+	answer(mock, "GET", commitURL, httpmock.NewStringResponder(200, `{"id":"`+sha+`"}`))
+	want(t, run(t, dcEnv("BITBUCKET_USERNAME", "jdoe"), mock, "check"), 0,
+		"OK: Basic [REDACTED] (user \"jdoe\") can read commit "+sha+" in PROJ/widgets at https://git.example.com/bitbucket "+
+			"(reading cannot prove the right to post; the first post will)\n", "")
+	if mock.GetTotalCallCount() != 1 {
+		t.Errorf("%d requests, want the one GET", mock.GetTotalCallCount())
+	}
+}
+
+func TestDataCenterForbiddenAndRetryAfterBeyondBudget(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	answer(mock, "POST", dcURL, httpmock.NewStringResponder(403,
+		`{"errors":[{"context":null,"message":"You are not permitted to access this resource","exceptionName":"com.atlassian.bitbucket.AuthorisationException"}]}`))
+	want(t, run(t, dcEnv(), mock, "success"), 1, "", dcPrefix+
+		"Bitbucket refused the request (403 Forbidden): You are not permitted to access this resource.\n"+
+		"The credential works but may not do this on PROJ/widgets: give BITBUCKET_ACCESS_TOKEN a token (or user) with at least Repository read permission on it.\n"+
+		"Or the status key \"gitlab/acme/widgets\" was first posted by another identity: only the account that created a status "+
+		"(or a repository admin) may overwrite it. Post with that credential again, or set BITBUCKET_STATUS_KEY to a new key.\n")
+
+	answer(mock, "POST", dcURL, httpmock.NewStringResponder(429, `{"errors":[{"message":"Rate limit exceeded"}]}`).
+		HeaderSet(http.Header{"Retry-After": {"300"}}))
+	start := time.Now()
+	r := run(t, dcEnv("BITBUCKET_STATUS_TIMEOUT", "30s"), mock, "success")
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("waited %s although the budget could not hold Retry-After", time.Since(start))
+	}
+	want(t, r, 1, "", dcPrefix+"Bitbucket answered 429 Too Many Requests: Rate limit exceeded.\n"+
+		"Bitbucket asked to wait 5m0s before retrying, more than is left of BITBUCKET_STATUS_TIMEOUT (30s).\n"+
+		"The credential's rate limit is used up (1 attempt; the server's administrators set Data Center's limits). "+
+		"Wait and retry the job, raise BITBUCKET_STATUS_TIMEOUT (now 30s) to retry for longer, or give this project a token of its own.\n")
+}

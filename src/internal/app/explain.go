@@ -56,9 +56,13 @@ func explainHTTP(he *bitbucket.HTTPError, run *config.Run, posting bool) string 
 	case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity:
 		return fmt.Sprintf("Bitbucket rejected the status (%s)%s.\n%s", statusText(code), said(he), fieldHint(he))
 	case code == http.StatusTooManyRequests && he.BudgetSpent:
-		return head + "\n" + waitTooLong(he, run) + fmt.Sprintf("The credential's rate limit is used up (%d attempt%s; Bitbucket Cloud allows 1,000 requests an hour per token, user or OAuth consumer). "+
+		limit := "Bitbucket Cloud allows 1,000 requests an hour per token, user or OAuth consumer"
+		if run.DataCenter != nil {
+			limit = "the server's administrators set Data Center's limits"
+		}
+		return head + "\n" + waitTooLong(he, run) + fmt.Sprintf("The credential's rate limit is used up (%d attempt%s; %s). "+
 			"Wait and retry the job, raise BITBUCKET_STATUS_TIMEOUT (now %s) to retry for longer, or give this project a token of its own.",
-			he.Attempts, plural(he.Attempts), run.Timeout)
+			he.Attempts, plural(he.Attempts), limit, run.Timeout)
 	case code >= 500 && he.BudgetSpent:
 		return head + "\n" + waitTooLong(he, run) + fmt.Sprintf("Bitbucket kept failing (%d attempt%s within BITBUCKET_STATUS_TIMEOUT, %s): it may be down "+
 			"(https://bitbucket.status.atlassian.com for Cloud). Retry the job later, or raise BITBUCKET_STATUS_TIMEOUT to wait longer.",

@@ -39,7 +39,7 @@ type Client struct {
 	// up and tried again while the run's budget (the context) lasts.
 	AttemptTimeout time.Duration
 
-	oauthOnce  sync.Mutex
+	oauthMu    sync.Mutex
 	oauthToken string
 }
 

@@ -26,8 +26,8 @@ func (c *Client) oauthAccessToken(ctx context.Context) (string, error) {
 	if c.Auth.Kind != OAuth {
 		return "", nil
 	}
-	c.oauthOnce.Lock()
-	defer c.oauthOnce.Unlock()
+	c.oauthMu.Lock()
+	defer c.oauthMu.Unlock()
 	if c.oauthToken != "" {
 		return c.oauthToken, nil
 	}

@@ -66,7 +66,7 @@ func TestGitLabDefaults(t *testing.T) {
 			Branch: "main", BuildNumber: "7"},
 		Auth:    bitbucket.Auth{Kind: bitbucket.Bearer, Token: "tok-0123456789"},
 		Timeout: 60 * time.Second,
-		From:    Origins{Owner: "CI_PROJECT_NAMESPACE", Slug: "CI_PROJECT_NAME", Commit: "CI_COMMIT_SHA", Server: "BITBUCKET_API_URL", Key: "CI_PROJECT_PATH"},
+		From:    Origins{Owner: "CI_PROJECT_NAMESPACE", Slug: "CI_PROJECT_NAME", Commit: "CI_COMMIT_SHA", Server: "BITBUCKET_API_URL"},
 	}
 	if !reflect.DeepEqual(run, want) {
 		t.Errorf("got  %+v\nwant %+v\nstatus %+v", run, want, run.Status)

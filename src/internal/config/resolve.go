@@ -42,7 +42,7 @@ type Run struct {
 
 // Origins names the variable (or other source) that gave each value.
 type Origins struct {
-	Owner, Slug, Commit, Server, Key string
+	Owner, Slug, Commit, Server string
 }
 
 // Options are the inputs that do not come from the environment.
@@ -280,9 +280,9 @@ func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) err
 	if r.DataCenter != nil {
 		limit, server = statuskey.DataCenterMax, "Bitbucket Data Center"
 	}
-	s.Key, r.From.Key = e.StatusKey, "BITBUCKET_STATUS_KEY"
+	s.Key = e.StatusKey
 	if s.Key == "" {
-		s.Key, r.From.Key = statuskey.Default(e.ProjectPath), "CI_PROJECT_PATH"
+		s.Key = statuskey.Default(e.ProjectPath)
 	} else if len(s.Key) > limit {
 		r.Notices = append(r.Notices, fmt.Sprintf("BITBUCKET_STATUS_KEY is %d bytes, over %s's limit of %d: using %q",
 			len(s.Key), server, limit, statuskey.Fit(s.Key, limit)))
