@@ -448,3 +448,21 @@ func TestDataCenterForbiddenAndRetryAfterBeyondBudget(t *testing.T) {
 		"The credential's rate limit is used up (1 attempt; the server's administrators set Data Center's limits). "+
 		"Wait and retry the job, raise BITBUCKET_STATUS_TIMEOUT (now 30s) to retry for longer, or give this project a token of its own.\n")
 }
+
+func TestInterruptedRunSaysSo(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	mock.RegisterResponder("POST", statusURL, func(r *http.Request) (*http.Response, error) {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel) // as SIGTERM does through signal.NotifyContext
+	var stdout, stderr strings.Builder
+	p := &Program{Version: "1.2.3", Env: gitlabEnv(), Stdout: &stdout, Stderr: &stderr, Transport: mock}
+	code := p.Run(ctx, []string{"success"})
+	if code != 1 || stderr.String() != failedPrefix+"Interrupted (the job was canceled or stopped) before api.bitbucket.org answered; "+
+		"the status may not have been posted.\n" {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}

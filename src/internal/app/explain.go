@@ -173,6 +173,8 @@ func explainTransport(te *bitbucket.TransportError, variable string, run *config
 	var invalid x509.CertificateInvalidError
 	var dns *net.DNSError
 	switch {
+	case te.Interrupted:
+		return fmt.Sprintf("Interrupted (the job was canceled or stopped) before %s answered; the status may not have been posted.", host)
 	case errors.As(te, &unknownCA):
 		return fmt.Sprintf("The certificate of %s is signed by an unknown authority.\nIf the server uses a private CA, "+
 			"set SSL_CERT_FILE to a PEM file with its CA certificate (or SSL_CERT_DIR to a directory of them); "+

@@ -71,7 +71,7 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 		case err != nil:
 			if !retryableNetError(ctx, err) {
 				return nil, &TransportError{Method: req.Method, URL: req.URL, Attempts: attempt, Elapsed: time.Since(start),
-					Err: err, BudgetSpent: ctx.Err() != nil}
+					Err: err, BudgetSpent: ctx.Err() != nil, Interrupted: errors.Is(ctx.Err(), context.Canceled)}
 			}
 			wait = c.backoff(attempt)
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
@@ -92,6 +92,10 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 			req.Method, req.URL, describeAttempt(resp, err), attempt, wait.Round(10*time.Millisecond))
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil, &TransportError{Method: req.Method, URL: req.URL, Attempts: attempt, Elapsed: time.Since(start),
+					Err: ctx.Err(), Interrupted: true}
+			}
 			return nil, giveUp(req, resp, err, attempt, time.Since(start), 0)
 		case <-time.After(wait):
 		}

@@ -80,6 +80,9 @@ type TransportError struct {
 	Err      error
 	// BudgetSpent is true when the run's time budget ended the tries.
 	BudgetSpent bool
+	// Interrupted is true when the run was canceled (a signal: GitLab
+	// canceled the job) before an answer came.
+	Interrupted bool
 }
 
 func (e *TransportError) Error() string {
