@@ -312,3 +312,25 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		t.Errorf("%d variables documented for %d fields", got, reflect.TypeOf(Env{}).NumField())
 	}
 }
+
+func TestOutsideGitLabWithADataCenterOrigin(t *testing.T) {
+	t.Parallel()
+	checkout := func(origin string) func() (gitcheckout.Checkout, error) {
+		return func() (gitcheckout.Checkout, error) {
+			return gitcheckout.Checkout{Commit: sha, Branch: "main", Origin: origin}, nil
+		}
+	}
+	e, _ := Load(context.Background(), map[string]string{"BITBUCKET_STATUS_URL": "https://ci.example.com/1"})
+	run, err := Resolve(e, Options{State: state.Successful, Now: now, Checkout: checkout("ssh://git@git.example.com:7999/proj/repo.git")})
+	if err != nil || *run.DataCenter != (bitbucket.DataCenter{Server: "https://git.example.com", Project: "PROJ", Slug: "repo"}) ||
+		run.From.Owner != "the git remote origin" || len(run.Notices) != 1 {
+		t.Fatalf("run = %+v, %v", run, err)
+	}
+	// BITBUCKET_SERVER_URL wins over a Cloud origin, which then names nothing.
+	e, _ = Load(context.Background(), map[string]string{"BITBUCKET_STATUS_URL": "https://ci.example.com/1",
+		"BITBUCKET_SERVER_URL": "https://git.example.com", "BITBUCKET_PROJECT": "P", "BITBUCKET_REPOSITORY": "r"})
+	run, err = Resolve(e, Options{State: state.Successful, Now: now, Checkout: checkout("git@bitbucket.org:acme/widgets.git")})
+	if err != nil || *run.DataCenter != (bitbucket.DataCenter{Server: "https://git.example.com", Project: "P", Slug: "r"}) {
+		t.Fatalf("run = %+v, %v", run, err)
+	}
+}

@@ -128,47 +128,48 @@ func (r *Run) resolveCommit(e Env, checkout gitcheckout.Checkout, checkoutErr er
 }
 
 func (r *Run) resolveTarget(e Env, checkout gitcheckout.Checkout) error {
-	var fromURL, fromGit *repourl.Repo
-	if e.RepoURL != "" {
+	// The repository's URL: BITBUCKET_REPO_URL, or outside GitLab CI the
+	// checkout's origin. An origin that is not a Bitbucket URL (a GitLab
+	// clone, say) gives nothing: the errors below then say what to set.
+	var repo *repourl.Repo
+	repoFrom := "BITBUCKET_REPO_URL"
+	switch {
+	case e.RepoURL != "":
 		u, err := repourl.Parse(e.RepoURL)
 		if err != nil {
 			return fmt.Errorf("BITBUCKET_REPO_URL is %q: %v", redactURL(e.RepoURL), err)
 		}
-		fromURL = &u
-	}
-	if checkout.Origin != "" {
-		// An origin that is not a Bitbucket URL (a GitLab clone, say) just
-		// gives nothing: the errors below then say what to set.
-		if u, err := repourl.Parse(checkout.Origin); err == nil && e.RepoURL == "" {
-			fromGit = &u
+		if e.ServerURL != "" && !u.DataCenter {
+			return fmt.Errorf("BITBUCKET_SERVER_URL selects Bitbucket Data Center, but BITBUCKET_REPO_URL is a Bitbucket Cloud URL (%s): unset one of them", redactURL(e.RepoURL))
+		}
+		repo = &u
+	case checkout.Origin != "":
+		if u, err := repourl.Parse(checkout.Origin); err == nil && (e.ServerURL == "" || u.DataCenter) {
+			repo, repoFrom = &u, fromOrigin
 		}
 	}
-	dataCenter := e.ServerURL != "" || (fromURL != nil && fromURL.DataCenter) || (fromURL == nil && fromGit != nil && fromGit.DataCenter)
-	if e.ServerURL != "" && fromURL != nil && !fromURL.DataCenter {
-		return fmt.Errorf("BITBUCKET_SERVER_URL selects Bitbucket Data Center, but BITBUCKET_REPO_URL is a Bitbucket Cloud URL (%s): unset one of them", redactURL(e.RepoURL))
+	part := func(get func(*repourl.Repo) string) pick {
+		if repo == nil {
+			return pick{}
+		}
+		return pick{get(repo), repoFrom}
 	}
-	owner := func(variable, value string) pick {
-		return first(pick{value, variable},
-			urlPart(fromURL, "BITBUCKET_REPO_URL", func(u *repourl.Repo) string { return u.Owner }),
-			urlPart(fromGit, fromOrigin, func(u *repourl.Repo) string { return u.Owner }))
-	}
-	slug := first(
-		pick{e.Repository, "BITBUCKET_REPOSITORY"},
-		urlPart(fromURL, "BITBUCKET_REPO_URL", func(u *repourl.Repo) string { return u.Slug }),
-		urlPart(fromGit, fromOrigin, func(u *repourl.Repo) string { return u.Slug }),
+	owner := part(func(u *repourl.Repo) string { return u.Owner })
+	slug := first(pick{e.Repository, "BITBUCKET_REPOSITORY"}, part(func(u *repourl.Repo) string { return u.Slug }),
 		pick{e.ProjectName, "CI_PROJECT_NAME"})
-	if dataCenter {
-		src, srcName := fromURL, "BITBUCKET_REPO_URL"
-		if src == nil {
-			src, srcName = fromGit, fromOrigin
+	if e.ServerURL != "" || (repo != nil && repo.DataCenter) {
+		server := first(pick{e.ServerURL, "BITBUCKET_SERVER_URL"}, part(func(u *repourl.Repo) string { return u.ServerURL }))
+		if e.ServerURL == "" && repo.ServerGuessed {
+			r.Notices = append(r.Notices, fmt.Sprintf("assuming the Data Center server is %s (an ssh URL does not give its web address): "+
+				"set BITBUCKET_SERVER_URL if it differs, e.g. has a context path", repo.ServerURL))
 		}
-		return r.resolveDataCenter(e, src, srcName, owner("BITBUCKET_PROJECT", e.Project), slug)
+		return r.resolveDataCenter(e, server, first(pick{e.Project, "BITBUCKET_PROJECT"}, owner), slug)
 	}
 	if e.Project != "" && e.Namespace == "" {
 		return errors.New("BITBUCKET_PROJECT is a Bitbucket Data Center project key, but no Data Center server is set: " +
 			"set BITBUCKET_SERVER_URL (or a Data Center BITBUCKET_REPO_URL), or for Bitbucket Cloud use BITBUCKET_NAMESPACE instead")
 	}
-	workspace := owner("BITBUCKET_NAMESPACE", e.Namespace)
+	workspace := first(pick{e.Namespace, "BITBUCKET_NAMESPACE"}, owner)
 	if workspace.value == "" {
 		if strings.Contains(e.ProjectNamespace, "/") {
 			return fmt.Errorf("CI_PROJECT_NAMESPACE is %q, a GitLab subgroup, which cannot be a Bitbucket workspace: "+
@@ -189,18 +190,11 @@ func (r *Run) resolveTarget(e Env, checkout gitcheckout.Checkout) error {
 	return nil
 }
 
-// resolveDataCenter finishes the target for Data Center; fromURL, named
-// fromName, is the repository URL given or found, if any.
-func (r *Run) resolveDataCenter(e Env, fromURL *repourl.Repo, fromName string, project, slug pick) error {
+// resolveDataCenter finishes the target for Data Center.
+func (r *Run) resolveDataCenter(e Env, server, project, slug pick) error {
 	if e.Namespace != "" && e.Project == "" {
 		return errors.New("BITBUCKET_NAMESPACE is a Bitbucket Cloud workspace, but a Data Center server is set: " +
 			"set BITBUCKET_PROJECT to the Data Center project key instead")
-	}
-	server := first(pick{e.ServerURL, "BITBUCKET_SERVER_URL"},
-		urlPart(fromURL, fromName, func(u *repourl.Repo) string { return u.ServerURL }))
-	if e.ServerURL == "" && fromURL != nil && fromURL.ServerGuessed {
-		r.Notices = append(r.Notices, fmt.Sprintf("assuming the Data Center server is %s (an ssh URL does not give its web address): "+
-			"set BITBUCKET_SERVER_URL if it differs, e.g. has a context path", fromURL.ServerURL))
 	}
 	if project.value == "" {
 		return errors.New("no Bitbucket Data Center project key: set BITBUCKET_PROJECT (e.g. PROJ), " +
@@ -440,11 +434,4 @@ func first(picks ...pick) pick {
 		}
 	}
 	return pick{}
-}
-
-func urlPart(u *repourl.Repo, from string, part func(*repourl.Repo) string) pick {
-	if u == nil {
-		return pick{}
-	}
-	return pick{part(u), from}
 }
