@@ -68,10 +68,11 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 		// asked is the wait the server asked for with Retry-After, if any.
 		var wait, asked time.Duration
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, giveUp(ctx, req, nil, err, attempt, time.Since(start), 0)
 		case err != nil:
-			if !retryableNetError(ctx, err) {
-				return nil, &TransportError{Method: req.Method, URL: req.URL, Attempts: attempt, Elapsed: time.Since(start),
-					Err: err, BudgetSpent: ctx.Err() != nil, Interrupted: errors.Is(ctx.Err(), context.Canceled)}
+			if !retryableNetError(err) {
+				return nil, &TransportError{Method: req.Method, URL: req.URL, Attempts: attempt, Elapsed: time.Since(start), Err: err}
 			}
 			wait = c.backoff(attempt)
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
@@ -86,17 +87,13 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 			return nil, newHTTPError(req, resp.StatusCode, resp.body, attempt)
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return nil, giveUp(req, resp, err, attempt, time.Since(start), asked)
+			return nil, giveUp(ctx, req, resp, err, attempt, time.Since(start), asked)
 		}
 		fmt.Fprintf(c.logWriter(), "bitbucket-status: %s %s: %s (attempt %d); retrying in %s\n",
 			req.Method, req.URL, describeAttempt(resp, err), attempt, wait.Round(10*time.Millisecond))
 		select {
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, &TransportError{Method: req.Method, URL: req.URL, Attempts: attempt, Elapsed: time.Since(start),
-					Err: ctx.Err(), Interrupted: true}
-			}
-			return nil, giveUp(req, resp, err, attempt, time.Since(start), 0)
+			return nil, giveUp(ctx, req, resp, err, attempt, time.Since(start), 0)
 		case <-time.After(wait):
 		}
 	}
@@ -184,11 +181,8 @@ func retryableStatus(code int) bool {
 
 // retryableNetError: a connection that failed or an attempt that timed out
 // may work next time; a certificate or a host name that does not exist will
-// not, and neither does anything once the run's own budget is spent.
-func retryableNetError(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return false
-	}
+// not.
+func retryableNetError(err error) bool {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
@@ -223,9 +217,13 @@ func describeAttempt(resp *rawResponse, err error) string {
 	return resp.Status
 }
 
-// giveUp is the error for a retryable failure the budget leaves no time to
-// retry; asked is the wait the server asked for, if it did.
-func giveUp(req Request, resp *rawResponse, err error, attempts int, elapsed, asked time.Duration) error {
+// giveUp is the error for a retryable failure that ctx leaves no time to
+// retry: an interruption if ctx was canceled (GitLab canceled the job), else
+// a spent budget; asked is the wait the server asked for, if it did.
+func giveUp(ctx context.Context, req Request, resp *rawResponse, err error, attempts int, elapsed, asked time.Duration) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return &TransportError{Method: req.Method, URL: req.URL, Attempts: attempts, Elapsed: elapsed, Err: ctx.Err(), Interrupted: true}
+	}
 	if err != nil || resp == nil {
 		if err == nil {
 			err = context.DeadlineExceeded
