@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -81,6 +82,12 @@ func answer(mock *httpmock.MockTransport, method, url string, replies ...httpmoc
 	mock.RegisterResponder(method, url, r)
 }
 
+// hang never answers: it returns when the request is given up.
+func hang(r *http.Request) (*http.Response, error) {
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
 func want(t *testing.T, got result, code int, stdout, stderr string) {
 	t.Helper()
 	if got.code != code || got.stdout != stdout || got.stderr != stderr {
@@ -104,11 +111,8 @@ func TestBuildStatusVariable(t *testing.T) {
 	mock := httpmock.NewMockTransport()
 	var body string
 	mock.RegisterResponder("POST", statusURL, func(r *http.Request) (*http.Response, error) {
-		b := new(strings.Builder)
-		_, _ = fmt.Fprint(b, r.Body)
-		buf := make([]byte, 4096)
-		n, _ := r.Body.Read(buf)
-		body = string(buf[:n])
+		b, _ := io.ReadAll(r.Body)
+		body = string(b)
 		return httpmock.NewStringResponse(201, "{}"), nil
 	})
 	r := run(t, gitlabEnv("BUILD_STATUS", "failed"), mock)
@@ -374,10 +378,7 @@ func TestCheck(t *testing.T) {
 func TestHangEndsWithinBudget(t *testing.T) {
 	t.Parallel()
 	mock := httpmock.NewMockTransport()
-	mock.RegisterResponder("POST", statusURL, func(r *http.Request) (*http.Response, error) {
-		<-r.Context().Done()
-		return nil, r.Context().Err()
-	})
+	mock.RegisterResponder("POST", statusURL, hang)
 	start := time.Now()
 	r := run(t, gitlabEnv("BITBUCKET_STATUS_TIMEOUT", "300ms"), mock, "success")
 	if elapsed := time.Since(start); elapsed > 2*time.Second {
@@ -452,10 +453,7 @@ func TestDataCenterForbiddenAndRetryAfterBeyondBudget(t *testing.T) {
 func TestInterruptedRunSaysSo(t *testing.T) {
 	t.Parallel()
 	mock := httpmock.NewMockTransport()
-	mock.RegisterResponder("POST", statusURL, func(r *http.Request) (*http.Response, error) {
-		<-r.Context().Done()
-		return nil, r.Context().Err()
-	})
+	mock.RegisterResponder("POST", statusURL, hang)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel) // as SIGTERM does through signal.NotifyContext
 	var stdout, stderr strings.Builder
