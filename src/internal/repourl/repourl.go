@@ -90,7 +90,8 @@ func cloud(segments []string) (Repo, error) {
 	if len(segments) < 2 {
 		return Repo{}, fmt.Errorf("a Bitbucket Cloud URL names WORKSPACE/REPO; this one has %d path segment(s)", len(segments))
 	}
-	return Repo{Owner: segments[0], Slug: strings.TrimSuffix(segments[1], ".git")}, validate(segments[0], segments[1])
+	slug := strings.TrimSuffix(segments[1], ".git")
+	return Repo{Owner: segments[0], Slug: slug}, validate(segments[0], slug)
 }
 
 // dataCenterHTTP reads a clone URL (.../scm/PROJECT/REPO.git) or a page
@@ -119,8 +120,8 @@ func dataCenter(server string, guessed bool, project, slug string) (Repo, error)
 		validate(project, slug)
 }
 
+// validate checks owner and slug (without ".git").
 func validate(owner, slug string) error {
-	slug = strings.TrimSuffix(slug, ".git")
 	if owner == "" || slug == "" || owner == "." || owner == ".." || slug == "." || slug == ".." {
 		return fmt.Errorf("the URL does not name an owner and a repository: use one of the forms %s", Forms)
 	}
