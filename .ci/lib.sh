@@ -2,13 +2,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# Bitbucket's OpenAPI description and GitLab's CI schema: ../shared/data beside
-# the checkout where there is one, else the pinned copies `.ci/install data` fetches.
-DATA="$ROOT/../shared/data"
+# Bitbucket's OpenAPI description and GitLab's CI schema: pinned copies in the
+# repository (.ci/testdata/SOURCES.md says where from and how to refresh them).
+DATA="$ROOT/.ci/testdata"
 # Tools are installed once per machine here; delete the folder to start over.
 TOOLS="${BITBUCKET_STATUS_TOOLS:-$HOME/.cache/bitbucket-status-ci}"
 export PATH="$TOOLS/bin:$TOOLS/node22/node_modules/.bin:$TOOLS/gcl/node_modules/.bin:$TOOLS/prism/node_modules/.bin:$TOOLS/js/node_modules/.bin:$PATH"
-[ -d "$DATA" ] || DATA="$TOOLS/data"
 export GOTOOLCHAIN=local
 export JS_TOOLS="$TOOLS/js"
 
