@@ -33,11 +33,14 @@ func main() {
 	key := flag.String("tls-key", "", "and this key (PEM)")
 	selfSigned := flag.String("self-signed", "", "serve https with a certificate for this host name from a CA made at start")
 	caListen := flag.String("ca-listen", "", "with -self-signed: serve the CA certificate at http://ADDR/ca.pem")
+	dcVersion := flag.String("dc-version", "", "the Bitbucket Data Center version to behave as (default 9.4): 7.21 has no CANCELLED, 7.3 no builds API, 6.10 no capabilities")
+	notFound := flag.String("not-found-shape", "", "how Data Center answers an unknown route: null-for-uri, http-404 or xml (default by version)")
 	flag.Parse()
 
 	s := &fakebitbucket.Server{
 		User: os.Getenv("FAKE_BITBUCKET_USER"), Token: os.Getenv("FAKE_BITBUCKET_TOKEN"),
 		ClientID: os.Getenv("FAKE_BITBUCKET_CLIENT_ID"), ClientSecret: os.Getenv("FAKE_BITBUCKET_CLIENT_SECRET"),
+		DataCenterVersion: *dcVersion, NotFoundShape: *notFound,
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -331,8 +331,8 @@ func TestDataCenterFailuresNameProjectAndSlug(t *testing.T) {
 	answer(mock, "POST", dcURL, httpmock.NewStringResponder(404,
 		`{"errors":[{"context":null,"message":"Repository PROJ/widgets does not exist.","exceptionName":"com.atlassian.bitbucket.repository.NoSuchRepositoryException"}]}`))
 	env := gitlabEnv("BITBUCKET_SERVER_URL", "https://git.example.com/bitbucket", "BITBUCKET_PROJECT", "PROJ")
-	want(t, run(t, env, mock, "canceled"), 1, "",
-		"bitbucket-status: could not post STOPPED for commit "+sha+" to PROJ/widgets at https://git.example.com/bitbucket: "+
+	want(t, run(t, env, mock, "failed"), 1, "",
+		"bitbucket-status: could not post FAILED for commit "+sha+" to PROJ/widgets at https://git.example.com/bitbucket: "+
 			"Bitbucket Data Center at https://git.example.com/bitbucket found no project \"PROJ\", repository \"widgets\" or commit "+sha+
 			" (404 Not Found): Repository PROJ/widgets does not exist.\n"+
 			"The project key came from BITBUCKET_PROJECT and the slug from CI_PROJECT_NAME: set BITBUCKET_PROJECT and BITBUCKET_REPOSITORY "+
@@ -409,7 +409,9 @@ func TestDataCenterDryRunAndCheck(t *testing.T) {
 	t.Parallel()
 	mock := httpmock.NewMockTransport()
 	r := run(t, dcEnv("CI_PIPELINE_CREATED_AT", "2026-11-25T09:58:30Z"), mock, "--dry-run", "canceled")
-	want(t, r, 0, "POST "+dcURL+"\nAuthorization: Bearer [REDACTED]\nAccept: application/json\nContent-Type: application/json\n"+
+	want(t, r, 0, "(first GET https://git.example.com/bitbucket/rest/capabilities and the build capabilities it names: "+
+		"a server without \"cancelledStatus\" (before 8.0) gets FAILED with a description that says canceled)\n"+
+		"POST "+dcURL+"\nAuthorization: Bearer [REDACTED]\nAccept: application/json\nContent-Type: application/json\n"+
 		"User-Agent: bitbucket-status/1.2.3\n\n{\n  \"key\": \"gitlab/acme/widgets\",\n  \"state\": \"CANCELLED\",\n"+
 		"  \"url\": \"https://gitlab.example.com/acme/widgets/-/pipelines/1234\",\n  \"name\": \"GitLab: acme/widgets #7\",\n"+
 		"  \"description\": \"Pipeline #7 on main was canceled or skipped\",\n  \"ref\": \"refs/heads/main\",\n  \"buildNumber\": \"7\",\n"+

@@ -41,6 +41,9 @@ type Client struct {
 
 	oauthMu    sync.Mutex
 	oauthToken string
+
+	capsMu sync.Mutex
+	caps   map[string]cachedCapabilities
 }
 
 // Response is a successful (2xx) answer.

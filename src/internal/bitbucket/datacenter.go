@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
 )
@@ -44,13 +45,28 @@ type legacyStatus struct {
 const LegacyNotice = "this server has no repository-scoped builds API (Bitbucket Server before 7.4): " +
 	"posted to the legacy /rest/build-status/1.0 API instead"
 
-// StatusRequest is the POST of the repository-scoped builds API.
+// NoCancelledNotice is said when a canceled or skipped pipeline was posted
+// as FAILED because the server knows no CANCELLED state.
+const NoCancelledNotice = "this server has no CANCELLED build state (Bitbucket before 8.0): " +
+	"posted FAILED with a description that says canceled"
+
+// StatusRequest is the POST of the repository-scoped builds API, for a
+// server that knows CANCELLED (8.0 and later).
 func (r DataCenter) StatusRequest(commit string, s Status) Request {
-	st := string(s.State)
-	if s.State == state.Stopped {
+	return r.statusRequest(commit, s, true)
+}
+
+// statusRequest: without cancelled (7.4 to 7.x), a stopped build is sent
+// as FAILED, as the legacy API does.
+func (r DataCenter) statusRequest(commit string, s Status, cancelled bool) Request {
+	st, description := string(s.State), s.Description
+	switch {
+	case s.State == state.Stopped && cancelled:
 		st = "CANCELLED"
+	case s.State == state.Stopped:
+		st, description = canceledAsFailed(s)
 	}
-	body := dataCenterStatus{Key: s.Key, State: st, URL: s.URL, Name: s.Name, Description: s.Description,
+	body := dataCenterStatus{Key: s.Key, State: st, URL: s.URL, Name: s.Name, Description: description,
 		BuildNumber: s.BuildNumber, Duration: s.Duration.Milliseconds()}
 	switch {
 	case s.Branch != "":
@@ -65,16 +81,37 @@ func (r DataCenter) StatusRequest(commit string, s Status) Request {
 	}
 }
 
+// canceledAsFailed is a stopped build for a server without CANCELLED:
+// FAILED, and a description that says what really happened.
+func canceledAsFailed(s Status) (string, string) {
+	description := "Canceled"
+	if s.Description != "" {
+		description += ": " + s.Description
+	}
+	return string(state.Failed), cut(description, maxDescription)
+}
+
+// maxDescription is Bitbucket's limit on a description.
+const maxDescription = 255
+
+// cut shortens s to at most n bytes without splitting a character.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("...")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
 // LegacyRequest is the POST of the build-status 1.0 API, which knows no
 // CANCELLED: a stopped build is sent as FAILED and its description says so.
 func (r DataCenter) LegacyRequest(commit string, s Status) Request {
 	st, description := string(s.State), s.Description
 	if s.State == state.Stopped {
-		st = string(state.Failed)
-		description = "Canceled"
-		if s.Description != "" {
-			description += ": " + s.Description
-		}
+		st, description = canceledAsFailed(s)
 	}
 	return Request{
 		Method: http.MethodPost,
@@ -96,26 +133,58 @@ func (r DataCenter) CheckRequest(commit string) Request {
 // lacks the repository-scoped one. A 404 that names a missing project,
 // repository or commit is the caller's mistake and is returned as it is: the
 // legacy API checks none of them and would hide a typo for good.
+//
+// Only a stopped build asks the server what it supports first (CANCELLED
+// came with 8.0), as Atlassian's own Jenkins plugin does; every other state
+// costs exactly one request.
 func (r DataCenter) Post(ctx context.Context, c *Client, commit string, s Status) (Posted, error) {
-	resp, err := c.Do(ctx, r.StatusRequest(commit, s))
-	var he *HTTPError
-	if errors.As(err, &he) && he.StatusCode == http.StatusNotFound && !NamesMissingThing(he) {
-		legacy, lerr := c.Do(ctx, r.LegacyRequest(commit, s))
-		if lerr != nil {
-			return Posted{}, lerr
+	cancelled, notice := true, ""
+	if s.State == state.Stopped {
+		caps, err := r.capabilities(ctx, c)
+		if err != nil {
+			return Posted{}, err
 		}
-		return Posted{Outcome: "posted", Notice: LegacyNotice, Attempts: legacy.Attempts}, nil
+		switch {
+		case caps.known && !caps.builds:
+			return r.postLegacy(ctx, c, commit, s)
+		case !caps.cancelled:
+			// Also when the server has no capabilities resource at all: FAILED
+			// is accepted by every version, and an unknown route still falls
+			// back to the legacy API below.
+			cancelled, notice = false, NoCancelledNotice
+		}
+	}
+	resp, err := c.Do(ctx, r.statusRequest(commit, s, cancelled))
+	var he *HTTPError
+	if errors.As(err, &he) && UnknownRoute(he) {
+		return r.postLegacy(ctx, c, commit, s)
 	}
 	if err != nil {
 		return Posted{}, err
 	}
-	return Posted{Outcome: "posted", Attempts: resp.Attempts}, nil
+	return Posted{Outcome: "posted", Notice: notice, Attempts: resp.Attempts}, nil
+}
+
+func (r DataCenter) postLegacy(ctx context.Context, c *Client, commit string, s Status) (Posted, error) {
+	legacy, err := c.Do(ctx, r.LegacyRequest(commit, s))
+	if err != nil {
+		return Posted{}, err
+	}
+	return Posted{Outcome: "posted", Notice: LegacyNotice, Attempts: legacy.Attempts}, nil
+}
+
+// UnknownRoute reports whether a Data Center answer says that the server
+// has no such endpoint: a 404 from Jersey itself ({"message":"null for uri:
+// ...","status-code":404}, {"message":"HTTP 404 Not Found",...}, an XML
+// <status> document, or a page from a proxy), never Bitbucket's own errors[]
+// envelope, which it uses for a missing project, repository or commit
+// (NoSuchProjectException, NoSuchRepositoryException, NoSuchCommitException).
+func UnknownRoute(e *HTTPError) bool {
+	return e.StatusCode == http.StatusNotFound && !e.Envelope
 }
 
 // NamesMissingThing reports whether a Data Center 404 says that the project,
-// repository or commit does not exist (NoSuchProjectException,
-// NoSuchRepositoryException, NoSuchCommitException), as opposed to the
-// endpoint itself being unknown.
+// repository or commit does not exist.
 func NamesMissingThing(e *HTTPError) bool {
 	return strings.Contains(e.Exception, ".NoSuch") || strings.HasPrefix(e.Exception, "NoSuch")
 }
@@ -126,8 +195,13 @@ func (r DataCenter) Check(ctx context.Context, c *Client, commit string) error {
 	return err
 }
 
-// DryRun prints the request Post would send, and the fallback.
+// DryRun prints the request Post would send, and what it depends on.
 func (r DataCenter) DryRun(w io.Writer, c *Client, commit string, s Status) {
+	if s.State == state.Stopped {
+		caps := r.CapabilitiesRequest()
+		io.WriteString(w, "(first "+caps.Method+" "+caps.URL+" and the build capabilities it names: "+
+			"a server without \"cancelledStatus\" (before 8.0) gets FAILED with a description that says canceled)\n")
+	}
 	c.Print(w, r.StatusRequest(commit, s))
 	legacy := r.LegacyRequest(commit, s)
 	io.WriteString(w, "\n(if the server answers 404 without naming a missing project, repository or commit, "+

@@ -23,6 +23,10 @@ type HTTPError struct {
 	// Exception is Data Center's exception class name, e.g.
 	// "com.atlassian.bitbucket.repository.NoSuchRepositoryException".
 	Exception string
+	// Envelope is true when the body was Data Center's own errors[] document,
+	// which a missing project, repository or commit gets and an unknown
+	// route never does.
+	Envelope bool
 	// Text is the start of a body that is not Bitbucket's JSON (a proxy's page).
 	Text     string
 	Attempts int
@@ -137,14 +141,28 @@ func newHTTPError(req Request, code int, body []byte, attempts int) *HTTPError {
 		}
 		e.Message = firstLine(strings.Join(msgs, "; "), 500)
 		e.Exception = dc[0].ExceptionName
+		e.Envelope = true
 	case json.Unmarshal(doc["error"], &oauthError) == nil && oauthError != "":
 		var description string
 		_ = json.Unmarshal(doc["error_description"], &description)
 		e.Message = firstLine(strings.TrimSpace(oauthError+": "+description), 500)
+	case jerseyMessage(doc) != "":
+		e.Message = jerseyMessage(doc)
 	default:
 		e.Text = firstLine(string(body), 200)
 	}
 	return e
+}
+
+// jerseyMessage is the message of Jersey's own error document,
+// {"message":"null for uri: ...","status-code":404}, which Data Center
+// sends for a route it does not have.
+func jerseyMessage(doc map[string]json.RawMessage) string {
+	var message string
+	if _, ok := doc["status-code"]; !ok || json.Unmarshal(doc["message"], &message) != nil {
+		return ""
+	}
+	return firstLine(message, 500)
 }
 
 // textOf renders a JSON value as text: a string as it is, a list of strings

@@ -246,28 +246,14 @@ func TestDataCenter(t *testing.T) {
 	if o := run(t, env, "running"); o.code != 0 || o.stdout != "Posted INPROGRESS for commit "+sha+" to PROJ/widgets at "+base+" (key \"gitlab/acme/widgets\", posted)\n" {
 		t.Fatalf("%+v", o)
 	}
-	if o := run(t, env, "canceled"); o.code != 0 {
-		t.Fatalf("%+v", o)
-	}
 	got := s.Requests()
-	if len(got) != 2 || got[0].Path != "/bitbucket/rest/api/latest/projects/PROJ/repos/widgets/commits/"+sha+"/builds" || got[0].Code != 204 ||
-		body(got[0]) != `{"key":"gitlab/acme/widgets","state":"INPROGRESS","url":"https://gitlab.example.com/acme/widgets/-/pipelines/1234","name":"GitLab: acme/widgets #7","description":"Pipeline #7 on main is running","ref":"refs/heads/main","buildNumber":"7"}` ||
-		!strings.Contains(body(got[1]), `"state":"CANCELLED"`) || !strings.Contains(body(got[1]), `"duration":`) {
+	if len(got) != 1 || got[0].Path != "/bitbucket/rest/api/latest/projects/PROJ/repos/widgets/commits/"+sha+"/builds" || got[0].Code != 204 ||
+		body(got[0]) != `{"key":"gitlab/acme/widgets","state":"INPROGRESS","url":"https://gitlab.example.com/acme/widgets/-/pipelines/1234","name":"GitLab: acme/widgets #7","description":"Pipeline #7 on main is running","ref":"refs/heads/main","buildNumber":"7"}` {
 		t.Fatalf("%+v", got)
 	}
 
-	o := run(t, append(env, "BITBUCKET_REPOSITORY=legacy"), "canceled")
-	if o.code != 0 || !strings.Contains(o.stderr, "posted to the legacy /rest/build-status/1.0 API instead") {
-		t.Fatalf("legacy: %+v", o)
-	}
-	got = s.Requests()[2:]
-	if len(got) != 2 || got[0].Code != 404 || got[1].Path != "/bitbucket/rest/build-status/1.0/commits/"+sha || got[1].Code != 204 ||
-		!strings.Contains(body(got[1]), `"state":"FAILED"`) || !strings.Contains(body(got[1]), `"description":"Canceled: Pipeline #7 on main was canceled or skipped"`) {
-		t.Fatalf("legacy: %+v", got)
-	}
-
-	o = run(t, append(env, "BITBUCKET_REPOSITORY=missing"), "success")
-	if o.code != 1 || !strings.Contains(o.stderr, "Repository PROJ/missing does not exist.") || len(s.Requests()) != 5 {
+	o := run(t, append(env, "BITBUCKET_REPOSITORY=missing"), "success")
+	if o.code != 1 || !strings.Contains(o.stderr, "Repository PROJ/missing does not exist.") || len(s.Requests()) != 2 {
 		t.Fatalf("missing: %+v, %d requests", o, len(s.Requests()))
 	}
 
@@ -276,6 +262,90 @@ func TestDataCenter(t *testing.T) {
 	o = run(t, append(env, "BITBUCKET_REPOSITORY=rate-limited", "BITBUCKET_STATUS_TIMEOUT=2500ms"), "success")
 	if o.code != 1 || !strings.Contains(o.stderr, "429 Too Many Requests (attempt 1); retrying in 1s") || o.elapsed < time.Second {
 		t.Fatalf("rate-limited: %+v", o)
+	}
+}
+
+// TestDataCenterVersions posts a running and a canceled status to servers
+// that answer as each Data Center version does, and checks every request.
+func TestDataCenterVersions(t *testing.T) {
+	t.Parallel()
+	const (
+		builds = "POST /bitbucket/rest/api/latest/projects/PROJ/repos/widgets/commits/" + sha + "/builds"
+		legacy = "POST /bitbucket/rest/build-status/1.0/commits/" + sha
+		caps   = "GET /bitbucket/rest/capabilities"
+		build  = "GET /bitbucket/rest/api/latest/build/capabilities"
+	)
+	for _, c := range []struct {
+		version, shape string
+		want           []string // method path code state, of the running then the canceled post
+		notice         string
+	}{
+		{"9.4", "", []string{builds + " 204 INPROGRESS", caps + " 200", build + " 200", builds + " 204 CANCELLED"}, ""},
+		{"10.1", "", []string{builds + " 204 INPROGRESS", caps + " 200", build + " 200", builds + " 204 CANCELLED"}, ""},
+		{"7.21", "", []string{builds + " 204 INPROGRESS", caps + " 200", build + " 200", builds + " 204 FAILED"},
+			"this server has no CANCELLED build state (Bitbucket before 8.0): posted FAILED with a description that says canceled"},
+		{"7.3", "", []string{builds + " 404 INPROGRESS", legacy + " 204 INPROGRESS", caps + " 200", legacy + " 204 FAILED"},
+			"this server has no repository-scoped builds API (Bitbucket Server before 7.4): posted to the legacy /rest/build-status/1.0 API instead"},
+		{"6.10", "", []string{builds + " 404 INPROGRESS", legacy + " 204 INPROGRESS", caps + " 404", builds + " 404 FAILED", legacy + " 204 FAILED"},
+			"this server has no repository-scoped builds API (Bitbucket Server before 7.4): posted to the legacy /rest/build-status/1.0 API instead"},
+		{"7.3", "http-404", []string{builds + " 404 INPROGRESS", legacy + " 204 INPROGRESS", caps + " 200", legacy + " 204 FAILED"},
+			"this server has no repository-scoped builds API (Bitbucket Server before 7.4): posted to the legacy /rest/build-status/1.0 API instead"},
+		{"6.10", "xml", []string{builds + " 404 INPROGRESS", legacy + " 204 INPROGRESS", caps + " 404", builds + " 404 FAILED", legacy + " 204 FAILED"},
+			"this server has no repository-scoped builds API (Bitbucket Server before 7.4): posted to the legacy /rest/build-status/1.0 API instead"},
+	} {
+		name := c.version + " " + c.shape
+		s, url := server(t, &fakebitbucket.Server{DataCenterVersion: c.version, NotFoundShape: c.shape})
+		env := gitlabJob("", "BITBUCKET_SERVER_URL="+url+"/bitbucket", "BITBUCKET_PROJECT=PROJ")
+		if o := run(t, env, "running"); o.code != 0 {
+			t.Fatalf("%s: running: %+v", name, o)
+		}
+		o := run(t, env, "canceled")
+		if o.code != 0 || o.stderr != noticeLine(c.notice) {
+			t.Errorf("%s: canceled: %+v", name, o)
+		}
+		var got []string
+		for _, r := range s.Requests() {
+			line := fmt.Sprintf("%s %s %d", r.Method, r.Path, r.Code)
+			var st struct{ State string }
+			if json.Unmarshal(r.Body, &st) == nil && st.State != "" {
+				line += " " + st.State
+			}
+			got = append(got, line)
+		}
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%s: requests:\n%s\nwant:\n%s", name, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+		}
+	}
+}
+
+func noticeLine(notice string) string {
+	if notice == "" {
+		return ""
+	}
+	return "bitbucket-status: notice: " + notice + "\n"
+}
+
+// TestDataCenterMissingThingsAreNotHiddenByTheLegacyAPI: a 404 that names a
+// missing project, repository or commit is an error, not a reason to post to
+// the legacy API, which checks none of them.
+func TestDataCenterMissingThingsAreNotHiddenByTheLegacyAPI(t *testing.T) {
+	t.Parallel()
+	s, url := server(t, &fakebitbucket.Server{DataCenterVersion: "8.19"})
+	for _, c := range []struct{ env, said string }{
+		{"BITBUCKET_PROJECT=MISSING", "Project MISSING does not exist."},
+		{"BITBUCKET_REPOSITORY=missing", "Repository PROJ/missing does not exist."},
+		{"CI_COMMIT_SHA=badc0de0123456789abcdef0123456789abcdef0", "Commit 'badc0de0123456789abcdef0123456789abcdef0' does not exist in repository 'widgets'."},
+	} {
+		env := gitlabJob("", "BITBUCKET_SERVER_URL="+url+"/bitbucket", "BITBUCKET_PROJECT=PROJ", c.env)
+		o := run(t, env, "success")
+		if o.code != 1 || !strings.Contains(o.stderr, "(404 Not Found): "+c.said+"\n") {
+			t.Errorf("%s: %+v", c.env, o)
+		}
+	}
+	for _, r := range s.Requests() {
+		if strings.Contains(r.Path, "build-status") {
+			t.Errorf("the legacy API was called: %+v", r)
+		}
 	}
 }
 

@@ -3,8 +3,10 @@
 // their documentation and known behaviour go), keeps statuses by key, and
 // records every request for the test to inspect. Repository slugs choose
 // misbehaviour: "missing", "forbidden", "reject", "rate-limited", "flaky",
-// "down", "hang" and, for Data Center, "legacy" (a server without the
-// repository-scoped builds API).
+// "down" and "hang". For Data Center, the project key "MISSING" and commits
+// starting "badc0de" are missing too, and DataCenterVersion chooses what the
+// server supports and how it answers a route it does not have, as real
+// servers of that version do.
 package fakebitbucket
 
 import (
@@ -24,6 +26,16 @@ type Server struct {
 	// "Basic User:Token". ClientID and ClientSecret are an OAuth consumer's.
 	User, Token            string
 	ClientID, ClientSecret string
+	// DataCenterVersion is the Data Center version to behave as, "9.4" when
+	// empty. Before 8.0 the builds API refuses CANCELLED and UNKNOWN, and the
+	// build capabilities lack "cancelledStatus"; before 7.4 there is no
+	// repository-scoped builds API (nor a "build" capability); before 7.0 no
+	// /rest/capabilities at all.
+	DataCenterVersion string
+	// NotFoundShape is how a route the server lacks is answered: Jersey's
+	// own 404, never Bitbucket's errors[] envelope. "null-for-uri" (the
+	// default before 10.0), "http-404" (the default from 10.0) or "xml".
+	NotFoundShape string
 
 	mu       sync.Mutex
 	statuses map[string]bool // commit + key
@@ -259,41 +271,113 @@ func validURL(raw string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
+// dcVersion returns the Data Center version as major*100+minor (904 for 9.4).
+func (s *Server) dcVersion() int {
+	v := s.DataCenterVersion
+	if v == "" {
+		v = "9.4"
+	}
+	var major, minor int
+	_, _ = fmt.Sscanf(v, "%d.%d", &major, &minor)
+	return major*100 + minor
+}
+
+// unknownRoute answers as Jersey does for a path no resource serves.
+func (s *Server) unknownRoute(w http.ResponseWriter, r *http.Request) {
+	shape := s.NotFoundShape
+	if shape == "" {
+		shape = "null-for-uri"
+		if s.dcVersion() >= 1000 {
+			shape = "http-404"
+		}
+	}
+	switch shape {
+	case "xml":
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8" standalone="yes"?><status><status-code>404</status-code><message>HTTP 404 Not Found</message></status>`))
+	case "http-404":
+		writeJSON(w, http.StatusNotFound, `{"message":"HTTP 404 Not Found","status-code":404,"sub-code":-1}`)
+	default:
+		uri, _ := json.Marshal("null for uri: " + requestURL(r))
+		writeJSON(w, http.StatusNotFound, `{"message":`+string(uri)+`,"status-code":404}`)
+	}
+}
+
+func requestURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.RequestURI()
+}
+
+// noSuch is Bitbucket's own 404 for a missing project, repository or commit.
+func noSuch(w http.ResponseWriter, message, exception string) {
+	m, _ := json.Marshal(message)
+	writeJSON(w, http.StatusNotFound, `{"errors":[{"context":null,"message":`+string(m)+`,"exceptionName":"com.atlassian.bitbucket.`+exception+`"}]}`)
+}
+
 func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []string, body []byte) {
 	if !s.authorized(r) {
 		writeJSON(w, http.StatusUnauthorized, `{"errors":[{"context":null,"message":"Authentication failed. Please check your credentials and try again.","exceptionName":"com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"}]}`)
 		return
 	}
-	// build-status/1.0/commits/{sha}
+	version := s.dcVersion()
+	// build-status/1.0/commits/{sha}: every version, deprecated in 7.14.
 	if len(parts) == 4 && parts[0] == "build-status" && parts[2] == "commits" && r.Method == http.MethodPost {
 		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
 		return
 	}
+	// The context path and scheme the server believes it has, for the links it gives.
+	self := strings.TrimSuffix(requestURL(r), r.URL.RequestURI()) + strings.TrimSuffix(r.URL.EscapedPath(), "/"+strings.Join(parts, "/"))
+	switch {
+	case len(parts) == 1 && parts[0] == "capabilities" && r.Method == http.MethodGet && version >= 700:
+		build := ""
+		if version >= 704 {
+			build = `"build":"` + self + `/api/latest/build/capabilities",`
+		}
+		writeJSON(w, http.StatusOK, `{"application":"stash","capabilities":{`+build+`"webhooks":"`+self+`/webhooks/latest/capabilities"}}`)
+		return
+	case len(parts) == 4 && strings.Join(parts, "/") == "api/latest/build/capabilities" && r.Method == http.MethodGet && version >= 704:
+		if version >= 800 {
+			writeJSON(w, http.StatusOK, `{"buildStatus":["richBuildStatus","cancelledStatus","unknownStatus"]}`)
+		} else {
+			writeJSON(w, http.StatusOK, `{"buildStatus":["richBuildStatus"]}`)
+		}
+		return
+	}
 	// api/latest/projects/{key}/repos/{slug}[/commits/{sha}[/builds]]
 	if len(parts) < 6 || parts[0] != "api" || parts[2] != "projects" || parts[4] != "repos" {
-		writeJSON(w, http.StatusNotFound, `{"errors":[{"message":"Not found"}]}`)
+		s.unknownRoute(w, r)
 		return
 	}
 	project, slug := parts[3], parts[5]
+	builds := len(parts) == 9 && parts[6] == "commits" && parts[8] == "builds" && r.Method == http.MethodPost
+	if builds && version < 704 {
+		s.unknownRoute(w, r)
+		return
+	}
 	if s.misbehave(w, r, slug, true) {
 		return
 	}
-	builds := len(parts) == 9 && parts[6] == "commits" && parts[8] == "builds" && r.Method == http.MethodPost
 	switch {
+	case project == "MISSING":
+		noSuch(w, "Project "+project+" does not exist.", "project.NoSuchProjectException")
 	case slug == "missing":
-		writeJSON(w, http.StatusNotFound, `{"errors":[{"context":null,"message":"Repository `+project+`/missing does not exist.","exceptionName":"com.atlassian.bitbucket.repository.NoSuchRepositoryException"}]}`)
+		noSuch(w, "Repository "+project+"/missing does not exist.", "repository.NoSuchRepositoryException")
+	case len(parts) >= 8 && parts[6] == "commits" && strings.HasPrefix(parts[7], "badc0de"):
+		noSuch(w, "Commit '"+parts[7]+"' does not exist in repository '"+slug+"'.", "commit.NoSuchCommitException")
 	case slug == "forbidden":
 		writeJSON(w, http.StatusForbidden, `{"errors":[{"context":null,"message":"You are not permitted to access this resource","exceptionName":"com.atlassian.bitbucket.AuthorisationException"}]}`)
-	case slug == "legacy" && builds:
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte("<html><body>Not Found</body></html>"))
-	case builds:
+	case builds && version >= 800:
 		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true, "CANCELLED": true, "UNKNOWN": true})
+	case builds:
+		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
 	case r.Method == http.MethodGet && (len(parts) == 6 || (len(parts) == 8 && parts[6] == "commits")):
 		writeJSON(w, http.StatusOK, `{"slug":"`+slug+`"}`)
 	default:
-		writeJSON(w, http.StatusNotFound, `{"errors":[{"message":"Not found"}]}`)
+		s.unknownRoute(w, r)
 	}
 }
 
@@ -302,7 +386,7 @@ func (s *Server) dataCenterStatus(w http.ResponseWriter, body []byte, states map
 		Key, State, URL string
 	}
 	bad := func(msg string) {
-		writeJSON(w, http.StatusBadRequest, fmt.Sprintf(`{"errors":[{"context":null,"message":%q,"exceptionName":"com.atlassian.bitbucket.validation.ArgumentValidationException"}]}`, msg))
+		writeJSON(w, http.StatusBadRequest, fmt.Sprintf(`{"errors":[{"context":null,"message":%q,"exceptionName":null}]}`, msg))
 	}
 	switch {
 	case json.Unmarshal(body, &st) != nil:
