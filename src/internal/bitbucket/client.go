@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,8 @@ type Client struct {
 
 	capsMu sync.Mutex
 	caps   map[string]cachedCapabilities
+
+	nearLimit sync.Once
 }
 
 // Response is a successful (2xx) answer.
@@ -136,7 +139,26 @@ func (c *Client) attempt(ctx context.Context, req Request, contentType string, a
 	if err != nil {
 		return nil, err
 	}
+	c.warnNearLimit(resp.Header)
 	return &rawResponse{Response: resp, body: data}, nil
+}
+
+// warnNearLimit says once per Client that Bitbucket Cloud reported the
+// credential close to its hourly limit (X-RateLimit-NearLimit, sent to
+// access tokens): before the 429s start, when there is still time to act.
+func (c *Client) warnNearLimit(h http.Header) {
+	if !strings.EqualFold(h.Get("X-RateLimit-NearLimit"), "true") {
+		return
+	}
+	c.nearLimit.Do(func() {
+		limit := "its limit"
+		if n := h.Get("X-RateLimit-Limit"); n != "" {
+			limit = "its limit of " + n + " requests an hour"
+		}
+		fmt.Fprintf(c.logWriter(), "bitbucket-status: notice: Bitbucket says this credential is near %s (X-RateLimit-NearLimit): "+
+			"once it is used up, every post with it is refused (429) until older requests leave the hour; "+
+			"give this project a token of its own, or post less often with it\n", limit)
+	})
 }
 
 func (c *Client) httpClient() *http.Client {

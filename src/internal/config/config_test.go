@@ -210,7 +210,8 @@ func TestOutsideGitLabUsesTheCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	if run.Commit != sha || run.Status.Branch != "feature/x" || *run.Cloud != (bitbucket.Cloud{API: bitbucket.DefaultCloudAPI, Workspace: "acme", Slug: "widgets"}) ||
-		run.Status.Key != "bitbucket-status" || run.Status.Name != "bitbucket-status" || run.Status.URL != "" || run.Auth.Kind != bitbucket.NoAuth {
+		run.Status.Key != "bitbucket-status" || run.Status.Name != "bitbucket-status" ||
+		run.Status.URL != "https://bitbucket.org/acme/widgets/commits/"+sha || run.Auth.Kind != bitbucket.NoAuth {
 		t.Fatalf("run = %+v", run)
 	}
 	if err := run.RequireCredential(); err == nil {
@@ -261,7 +262,14 @@ func TestErrors(t *testing.T) {
 		{[]string{"BITBUCKET_SERVER_URL", "https://git.example.com", "BITBUCKET_REPO_URL", "https://bitbucket.org/a/b"}, "BITBUCKET_SERVER_URL selects Bitbucket Data Center, but BITBUCKET_REPO_URL is a Bitbucket Cloud URL (https://bitbucket.org/a/b): unset one of them"},
 		{[]string{"BITBUCKET_SERVER_URL", "https://git.example.com", "BITBUCKET_NAMESPACE", "acme"}, "BITBUCKET_NAMESPACE is a Bitbucket Cloud workspace, but a Data Center server is set: set BITBUCKET_PROJECT to the Data Center project key instead"},
 		{[]string{"BITBUCKET_PROJECT", "PROJ"}, "BITBUCKET_PROJECT is a Bitbucket Data Center project key, but no Data Center server is set: set BITBUCKET_SERVER_URL (or a Data Center BITBUCKET_REPO_URL), or for Bitbucket Cloud use BITBUCKET_NAMESPACE instead"},
-		{[]string{"BITBUCKET_SERVER_URL", "https://git.example.com", "BITBUCKET_PROJECT", "P", "CI_PIPELINE_URL", "<unset>", "CI_JOB_URL", "<unset>", "CI_PROJECT_URL", "<unset>"}, "no status URL, which Bitbucket Data Center requires (no CI_PIPELINE_URL: not in GitLab CI?): set BITBUCKET_STATUS_URL"},
+		{[]string{"CI_PIPELINE_URL", "http://gitlab:8080/acme/widgets/-/pipelines/1234"}, `CI_PIPELINE_URL is "http://gitlab:8080/acme/widgets/-/pipelines/1234", ` +
+			`whose host "gitlab" is a single-label name, which Bitbucket Cloud rejects (400 url: Enter a valid URL.): set BITBUCKET_STATUS_URL to a link with a fully qualified host name, ` +
+			`or give GitLab a fully qualified external URL (external_url in /etc/gitlab/gitlab.rb), from which it makes CI_PIPELINE_URL`},
+		{[]string{"CI_PIPELINE_URL", "<unset>", "CI_JOB_URL", "https://ci./acme/widgets/-/jobs/9"}, `CI_JOB_URL is "https://ci./acme/widgets/-/jobs/9", ` +
+			`whose host "ci" is a single-label name, which Bitbucket Cloud rejects (400 url: Enter a valid URL.): set BITBUCKET_STATUS_URL to a link with a fully qualified host name, ` +
+			`or give GitLab a fully qualified external URL (external_url in /etc/gitlab/gitlab.rb), from which it makes CI_JOB_URL`},
+		{[]string{"BITBUCKET_STATUS_URL", "https://intranet/builds/7"}, `BITBUCKET_STATUS_URL is "https://intranet/builds/7", ` +
+			`whose host "intranet" is a single-label name, which Bitbucket Cloud rejects (400 url: Enter a valid URL.): set BITBUCKET_STATUS_URL to a link with a fully qualified host name`},
 		{[]string{"BITBUCKET_ACCESS_TOKEN", "tok\nen"}, "BITBUCKET_ACCESS_TOKEN contains a line break or another control character: set it to the token alone"},
 		{[]string{"BITBUCKET_OAUTH_CLIENT_ID", "key"}, "both BITBUCKET_ACCESS_TOKEN and BITBUCKET_OAUTH_CLIENT_ID/BITBUCKET_OAUTH_CLIENT_SECRET are set: unset the credential you do not mean to use"},
 		{[]string{"BITBUCKET_ACCESS_TOKEN", "<unset>", "BITBUCKET_OAUTH_CLIENT_ID", "key"}, "BITBUCKET_OAUTH_CLIENT_ID is set but BITBUCKET_OAUTH_CLIENT_SECRET is not: set the consumer's secret too"},
@@ -280,6 +288,56 @@ func TestErrors(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%v: the error shows a password", c.env)
+		}
+	}
+}
+
+func TestStatusURLHosts(t *testing.T) {
+	t.Parallel()
+	// Addresses and localhost are not single-label names; Data Center takes
+	// single-label hosts (an internal GitLab) as they are.
+	for _, c := range [][]string{
+		{"CI_PIPELINE_URL", "http://10.0.0.5:8080/acme/widgets/-/pipelines/1234"},
+		{"CI_PIPELINE_URL", "http://[fd00::5]/acme/widgets/-/pipelines/1234"},
+		{"CI_PIPELINE_URL", "http://localhost:8080/acme/widgets/-/pipelines/1234"},
+		{"CI_PIPELINE_URL", "https://gitlab.example.com./acme/widgets/-/pipelines/1234"},
+		{"CI_PIPELINE_URL", "http://gitlab:8080/acme/widgets/-/pipelines/1234", "BITBUCKET_SERVER_URL", "https://git.example.com", "BITBUCKET_PROJECT", "P"},
+	} {
+		run, err := resolve(t, with(gitlabEnv(), c...), state.Successful)
+		if err != nil || run.Status.URL != c[1] {
+			t.Errorf("%v: %v", c, err)
+		}
+	}
+}
+
+// TestManualPost is the README's recipe for a canceled pipeline, from a
+// terminal: only the commit, the key, the repository and a credential.
+func TestManualPost(t *testing.T) {
+	t.Parallel()
+	manual := map[string]string{"CI_COMMIT_SHA": sha, "BITBUCKET_STATUS_KEY": "gitlab/acme/widgets",
+		"BITBUCKET_REPO_URL": "https://bitbucket.org/acme/widgets.git", "BITBUCKET_ACCESS_TOKEN": "tok-0123456789"}
+	cases := []struct {
+		env            []string
+		name, url, key string
+	}{
+		{nil, "GitLab: acme/widgets", "https://bitbucket.org/acme/widgets/commits/" + sha, "gitlab/acme/widgets"},
+		{[]string{"CI_PIPELINE_IID", "7"}, "GitLab: acme/widgets #7", "https://bitbucket.org/acme/widgets/commits/" + sha, "gitlab/acme/widgets"},
+		{[]string{"BITBUCKET_STATUS_KEY", "deploy/production"}, "deploy/production", "https://bitbucket.org/acme/widgets/commits/" + sha, "deploy/production"},
+		// A long key is shortened as the jobs shorten it, and keeps their name.
+		{[]string{"BITBUCKET_STATUS_KEY", "gitlab/platform-team/infrastructure/terraform-modules"}, "GitLab: platform-team/infrastructure/terraform-modules",
+			"https://bitbucket.org/acme/widgets/commits/" + sha, "gitlab/../terraform-modules-db86cb41"},
+		{[]string{"BITBUCKET_STATUS_URL", "https://ci.example.com/runs/5"}, "GitLab: acme/widgets", "https://ci.example.com/runs/5", "gitlab/acme/widgets"},
+		{[]string{"BITBUCKET_REPO_URL", "https://git.example.com/bitbucket/scm/PROJ/my%20repo.git"}, "GitLab: acme/widgets",
+			"https://git.example.com/bitbucket/projects/PROJ/repos/my%20repo/commits/" + sha, "gitlab/acme/widgets"},
+	}
+	for _, c := range cases {
+		env := map[string]string{}
+		for k, v := range manual {
+			env[k] = v
+		}
+		run, err := resolve(t, with(env, c.env...), state.Stopped)
+		if err != nil || run.Status.Name != c.name || run.Status.URL != c.url || run.Status.Key != c.key {
+			t.Errorf("%v: name %q, url %q, key %q, %v\nwant %q, %q, %q", c.env, run.Status.Name, run.Status.URL, run.Status.Key, err, c.name, c.url, c.key)
 		}
 	}
 }

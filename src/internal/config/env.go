@@ -30,9 +30,9 @@ type Env struct {
 	ServerURL  string `env:"BITBUCKET_SERVER_URL" help:"A Bitbucket Data Center base URL, context path included (https://git.example.com/bitbucket); selects Data Center."`
 
 	StatusKey         string `env:"BITBUCKET_STATUS_KEY" help:"The status key. Default: gitlab/CI_PROJECT_PATH, the same for a project's running, success and failure reports; a key over Bitbucket's limit is shortened with a hash."`
-	StatusName        string `env:"BITBUCKET_STATUS_NAME" help:"The status name. Default: GitLab: CI_PROJECT_PATH #CI_PIPELINE_IID."`
+	StatusName        string `env:"BITBUCKET_STATUS_NAME" help:"The status name. Default: GitLab: CI_PROJECT_PATH #CI_PIPELINE_IID; without CI_PROJECT_PATH, the same from a gitlab/... BITBUCKET_STATUS_KEY, else the key."`
 	StatusDescription string `env:"BITBUCKET_STATUS_DESCRIPTION" help:"The status description. Default: the pipeline, its ref and its state."`
-	StatusURL         string `env:"BITBUCKET_STATUS_URL" help:"The link from Bitbucket. Default: CI_PIPELINE_URL, else CI_JOB_URL, else CI_PROJECT_URL."`
+	StatusURL         string `env:"BITBUCKET_STATUS_URL" help:"The link from Bitbucket. Default: CI_PIPELINE_URL, else CI_JOB_URL, else CI_PROJECT_URL, else (outside GitLab CI) the commit's page on Bitbucket. Bitbucket Cloud refuses a single-label host (http://gitlab:8080/...)."`
 	Timeout           string `env:"BITBUCKET_STATUS_TIMEOUT, default=60s" help:"The whole run's time budget, retries included (a Go duration: 90s, 2m)."`
 	DryRun            string `env:"BITBUCKET_STATUS_DRY_RUN" help:"true: print the request instead of sending it (as --dry-run)."`
 	BuildStatus       string `env:"BUILD_STATUS" help:"The state, when no STATE argument is given (the old build_status script's variable)."`

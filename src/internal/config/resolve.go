@@ -283,17 +283,21 @@ func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) err
 	}
 	s.Key = statuskey.Fit(s.Key, limit)
 
-	s.Name = text(r, "BITBUCKET_STATUS_NAME", e.StatusName, defaultName(e))
+	s.Name = text(r, "BITBUCKET_STATUS_NAME", e.StatusName, defaultName(e, s.Key))
 	s.Description = text(r, "BITBUCKET_STATUS_DESCRIPTION", e.StatusDescription, defaultDescription(e, s))
 
+	// Outside GitLab CI (a status posted from a terminal) there is no
+	// pipeline to link to: the commit's page on Bitbucket is the next best,
+	// and Data Center requires a link.
 	link := first(pick{e.StatusURL, "BITBUCKET_STATUS_URL"}, pick{e.PipelineURL, "CI_PIPELINE_URL"},
-		pick{e.JobURL, "CI_JOB_URL"}, pick{e.ProjectURL, "CI_PROJECT_URL"})
-	if link.value != "" {
-		if err := checkLink(link.from, link.value); err != nil {
+		pick{e.JobURL, "CI_JOB_URL"}, pick{e.ProjectURL, "CI_PROJECT_URL"}, pick{r.commitPage(), "the commit's page on Bitbucket"})
+	if err := checkLink(link.from, link.value); err != nil {
+		return err
+	}
+	if r.Cloud != nil {
+		if err := checkCloudLinkHost(link.from, link.value); err != nil {
 			return err
 		}
-	} else if r.DataCenter != nil {
-		return errors.New("no status URL, which Bitbucket Data Center requires (no CI_PIPELINE_URL: not in GitLab CI?): set BITBUCKET_STATUS_URL")
 	}
 	s.URL = link.value
 
@@ -305,11 +309,31 @@ func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) err
 	return nil
 }
 
-func defaultName(e Env) string {
-	if e.ProjectPath == "" {
+// commitPage is the commit's page in Bitbucket's web interface.
+func (r *Run) commitPage() string {
+	if dc := r.DataCenter; dc != nil {
+		return dc.Server + "/projects/" + url.PathEscape(dc.Project) + "/repos/" + url.PathEscape(dc.Slug) + "/commits/" + r.Commit
+	}
+	return "https://bitbucket.org/" + url.PathEscape(r.Cloud.Workspace) + "/" + url.PathEscape(r.Cloud.Slug) + "/commits/" + r.Commit
+}
+
+// defaultName is the name GitLab's jobs give a status. Posted by hand with
+// only a key (no CI_PROJECT_PATH), the project path is read back from a
+// default-shaped key, so the status keeps its name; any other key names
+// itself.
+func defaultName(e Env, key string) string {
+	path := e.ProjectPath
+	if path == "" && e.StatusKey != "" {
+		if p, ok := strings.CutPrefix(e.StatusKey, statuskey.Prefix); ok && p != "" {
+			path = p
+		} else {
+			return key
+		}
+	}
+	if path == "" {
 		return "bitbucket-status"
 	}
-	name := "GitLab: " + e.ProjectPath
+	name := "GitLab: " + path
 	if e.PipelineIID != "" {
 		name += " #" + e.PipelineIID
 	}
@@ -388,6 +412,24 @@ func checkLink(variable, raw string) error {
 		return fmt.Errorf("%s is %d bytes, over Bitbucket's limit of %d for a status URL: set BITBUCKET_STATUS_URL to a shorter link", variable, len(raw), maxURL)
 	}
 	return nil
+}
+
+// checkCloudLinkHost catches what Bitbucket Cloud would refuse with
+// "400 url: Enter a valid URL.": a host name of one label, such as the
+// internal name a self-managed GitLab may have (http://gitlab:8080/...).
+// Data Center takes such links. An IP address and localhost pass.
+func checkCloudLinkHost(variable, raw string) error {
+	u, _ := url.Parse(raw) // checkLink has parsed it
+	host := strings.TrimSuffix(u.Hostname(), ".")
+	if strings.Contains(host, ".") || net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	fix := "set BITBUCKET_STATUS_URL to a link with a fully qualified host name"
+	if strings.HasPrefix(variable, "CI_") {
+		fix += ", or give GitLab a fully qualified external URL (external_url in /etc/gitlab/gitlab.rb), from which it makes " + variable
+	}
+	return fmt.Errorf("%s is %q, whose host %q is a single-label name, which Bitbucket Cloud rejects (400 url: Enter a valid URL.): %s",
+		variable, shorten(redactURL(raw)), host, fix)
 }
 
 // redactURL hides a password in a URL a user pasted, and anything that does

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -349,6 +350,71 @@ func TestDataCenterMissingThingsAreNotHiddenByTheLegacyAPI(t *testing.T) {
 	}
 }
 
+// TestManualStoppedPost is the README's recipe for a canceled pipeline, run
+// from a terminal: the status keeps its key and name, and links to the
+// commit on Bitbucket, which Data Center requires.
+func TestManualStoppedPost(t *testing.T) {
+	t.Parallel()
+	s, url := server(t, &fakebitbucket.Server{})
+	manual := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "BITBUCKET_ACCESS_TOKEN=" + token,
+		"CI_COMMIT_SHA=" + sha, "BITBUCKET_STATUS_KEY=gitlab/acme/widgets"}
+	cloud := append(manual, "BITBUCKET_API_URL="+url+"/2.0", "BITBUCKET_REPO_URL=https://bitbucket.org/acme/widgets.git")
+	if o := run(t, cloud, "stopped"); o.code != 0 {
+		t.Fatalf("cloud: %+v", o)
+	}
+	dc := append(manual, "BITBUCKET_SERVER_URL="+url+"/bitbucket", "BITBUCKET_PROJECT=PROJ", "BITBUCKET_REPOSITORY=widgets")
+	if o := run(t, dc, "stopped"); o.code != 0 {
+		t.Fatalf("data center: %+v", o)
+	}
+	reqs := s.Requests()
+	if len(reqs) != 4 ||
+		body(reqs[0]) != `{"key":"gitlab/acme/widgets","state":"STOPPED","name":"GitLab: acme/widgets","description":"The build was canceled or skipped",`+
+			`"url":"https://bitbucket.org/acme/widgets/commits/`+sha+`"}` ||
+		body(reqs[3]) != `{"key":"gitlab/acme/widgets","state":"CANCELLED","url":"`+url+`/bitbucket/projects/PROJ/repos/widgets/commits/`+sha+`",`+
+			`"name":"GitLab: acme/widgets","description":"The build was canceled or skipped"}` || reqs[3].Code != 204 {
+		t.Fatalf("%+v", reqs)
+	}
+}
+
+// TestSingleLabelHostStopsBeforeAnyRequest: Bitbucket Cloud refuses a link
+// to http://gitlab:8080/...; the tool says so and sends nothing.
+func TestSingleLabelHostStopsBeforeAnyRequest(t *testing.T) {
+	t.Parallel()
+	s, url := server(t, &fakebitbucket.Server{})
+	o := run(t, gitlabJob(url+"/2.0", "CI_PIPELINE_URL=http://gitlab:8080/acme/widgets/-/pipelines/1234"), "running")
+	if o.code != 2 || o.stderr != `bitbucket-status: CI_PIPELINE_URL is "http://gitlab:8080/acme/widgets/-/pipelines/1234", whose host "gitlab" is a single-label name, `+
+		`which Bitbucket Cloud rejects (400 url: Enter a valid URL.): set BITBUCKET_STATUS_URL to a link with a fully qualified host name, `+
+		`or give GitLab a fully qualified external URL (external_url in /etc/gitlab/gitlab.rb), from which it makes CI_PIPELINE_URL`+"\n" {
+		t.Fatalf("%+v", o)
+	}
+	if n := len(s.Requests()); n != 0 {
+		t.Fatalf("%d requests sent", n)
+	}
+}
+
+// TestRateLimitNoticeAndPlainText429: Cloud warns before the limit with a
+// header, then answers 429 in plain text without Retry-After.
+func TestRateLimitNoticeAndPlainText429(t *testing.T) {
+	t.Parallel()
+	_, url := server(t, &fakebitbucket.Server{})
+	o := run(t, gitlabJob(url+"/2.0", "BITBUCKET_REPOSITORY=near-limit"), "running")
+	if o.code != 0 || o.stderr != "bitbucket-status: notice: Bitbucket says this credential is near its limit of 1000 requests an hour (X-RateLimit-NearLimit): "+
+		"once it is used up, every post with it is refused (429) until older requests leave the hour; give this project a token of its own, or post less often with it\n" {
+		t.Fatalf("near limit: %+v", o)
+	}
+	o = run(t, gitlabJob(url+"/2.0", "BITBUCKET_REPOSITORY=rate-limited", "BITBUCKET_STATUS_TIMEOUT=1500ms"), "running")
+	last := o.stderr[strings.LastIndex(o.stderr, "bitbucket-status: could not post"):]
+	want := "bitbucket-status: could not post INPROGRESS for commit " + sha + " to acme/rate-limited at " + url + "/2.0: " +
+		"Bitbucket answered 429 Too Many Requests: Rate limit for this resource has been exceeded.\n" +
+		"The credential's rate limit is used up (N attempts; Bitbucket Cloud allows 1,000 requests an hour per token, user or OAuth consumer). " +
+		"Wait and retry the job, raise BITBUCKET_STATUS_TIMEOUT (now 1.5s) to retry for longer, or give this project a token of its own.\n"
+	if o.code != 1 || attempts.ReplaceAllString(last, "N attempts") != want || !strings.Contains(o.stderr, ": 429 Too Many Requests (attempt 1); retrying in ") {
+		t.Fatalf("429: %+v\nwant last lines:\n%s", o, want)
+	}
+}
+
+var attempts = regexp.MustCompile(`\d+ attempts?`)
+
 func TestHTTPSWithTestCA(t *testing.T) {
 	t.Parallel()
 	s := &fakebitbucket.Server{Token: token}
@@ -407,6 +473,7 @@ func TestDryRunInABitbucketClone(t *testing.T) {
 	want := "POST https://api.bitbucket.org/2.0/repositories/acme/widgets/commit/" + strings.TrimSpace(string(head)) + "/statuses/build\n" +
 		"Authorization: (none: no credential is set)\nAccept: application/json\nContent-Type: application/json\nUser-Agent: bitbucket-status/9.9.9-e2e\n\n" +
 		"{\n  \"key\": \"bitbucket-status\",\n  \"state\": \"SUCCESSFUL\",\n  \"name\": \"bitbucket-status\",\n  \"description\": \"The build on feature/login passed\",\n" +
+		"  \"url\": \"https://bitbucket.org/acme/widgets/commits/" + strings.TrimSpace(string(head)) + "\",\n" +
 		"  \"refname\": \"feature/login\"\n}\n(dry run: nothing was sent)\n"
 	if err != nil || string(out) != want {
 		t.Fatalf("%v\n%s\nwant\n%s", err, out, want)

@@ -3,7 +3,8 @@
 // their documentation and known behaviour go), keeps statuses by key, and
 // records every request for the test to inspect. Repository slugs choose
 // misbehaviour: "missing", "forbidden", "reject", "rate-limited", "flaky",
-// "down" and "hang". For Data Center, the project key "MISSING" and commits
+// "down" and "hang"; "near-limit" works but says the credential is near its
+// hourly limit. For Data Center, the project key "MISSING" and commits
 // starting "badc0de" are missing too, and DataCenterVersion chooses what the
 // server supports and how it answers a route it does not have, as real
 // servers of that version do.
@@ -16,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -171,9 +173,15 @@ func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, slug string, 
 		return true
 	case "rate-limited":
 		if retryAfter {
+			// Data Center: Retry-After and its errors[] document.
 			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, `{"errors":[{"context":null,"message":"Rate limit exceeded. Please wait before retrying.","exceptionName":null}]}`)
+			return true
 		}
-		writeJSON(w, http.StatusTooManyRequests, `{"type":"error","error":{"message":"Rate limit for this resource has been exceeded"}}`)
+		// Cloud: plain text, no Retry-After.
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte("Rate limit for this resource has been exceeded"))
 		return true
 	case "flaky":
 		s.mu.Lock()
@@ -198,6 +206,12 @@ func (s *Server) cloud(w http.ResponseWriter, r *http.Request, parts []string, b
 		return
 	}
 	slug := parts[2]
+	// Access-token answers carry the rate limit headers (OAuth consumers get none).
+	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		w.Header().Set("X-RateLimit-Limit", "1000")
+		w.Header().Set("X-RateLimit-Resource", "api-repository")
+		w.Header().Set("X-RateLimit-NearLimit", strconv.FormatBool(slug == "near-limit"))
+	}
 	if !s.authorized(r) {
 		w.WriteHeader(http.StatusUnauthorized) // Bitbucket Cloud's 401 often has no body
 		return
