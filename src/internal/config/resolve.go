@@ -13,16 +13,14 @@ import (
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitcheckout"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/repourl"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
 )
 
-// Limits Bitbucket enforces on a status's fields.
-const (
-	maxText = 255
-	maxURL  = 450
-)
+// maxURL is Bitbucket's limit on a status's link.
+const maxURL = 450
 
 // Run is everything one invocation does, resolved and checked.
 type Run struct {
@@ -262,29 +260,28 @@ func (r *Run) RequireCredential() error {
 }
 
 func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) error {
+	p := pipeline.Pipeline{ProjectPath: e.ProjectPath, IID: e.PipelineIID, Tag: e.CommitTag,
+		Branch: cmp.Or(e.CommitBranch, e.CommitRefName, checkout.Branch), State: o.State, EndedAt: o.Now}
+	if created, err := time.Parse(time.RFC3339, e.PipelineCreatedAt); err == nil {
+		p.CreatedAt = created
+	}
+	dataCenter := r.DataCenter != nil
+	r.Status = pipeline.Status(p, dataCenter)
 	s := &r.Status
-	s.State = o.State
-	s.Tag = e.CommitTag
-	if s.Tag == "" {
-		s.Branch = cmp.Or(e.CommitBranch, e.CommitRefName, checkout.Branch)
-	}
-	s.BuildNumber = e.PipelineIID
 
-	limit, server := statuskey.CloudMax, "Bitbucket Cloud"
-	if r.DataCenter != nil {
-		limit, server = statuskey.DataCenterMax, "Bitbucket Data Center"
+	if e.StatusKey != "" {
+		limit, server := pipeline.KeyLimit(dataCenter), "Bitbucket Cloud"
+		if dataCenter {
+			server = "Bitbucket Data Center"
+		}
+		s.Key = statuskey.Fit(e.StatusKey, limit)
+		if len(e.StatusKey) > limit {
+			r.Notices = append(r.Notices, fmt.Sprintf("BITBUCKET_STATUS_KEY is %d bytes, over %s's limit of %d: using %q",
+				len(e.StatusKey), server, limit, s.Key))
+		}
 	}
-	s.Key = e.StatusKey
-	if s.Key == "" {
-		s.Key = statuskey.Default(e.ProjectPath)
-	} else if len(s.Key) > limit {
-		r.Notices = append(r.Notices, fmt.Sprintf("BITBUCKET_STATUS_KEY is %d bytes, over %s's limit of %d: using %q",
-			len(s.Key), server, limit, statuskey.Fit(s.Key, limit)))
-	}
-	s.Key = statuskey.Fit(s.Key, limit)
-
 	s.Name = text(r, "BITBUCKET_STATUS_NAME", e.StatusName, defaultName(e, s.Key))
-	s.Description = text(r, "BITBUCKET_STATUS_DESCRIPTION", e.StatusDescription, defaultDescription(e, s))
+	s.Description = text(r, "BITBUCKET_STATUS_DESCRIPTION", e.StatusDescription, s.Description)
 
 	// Outside GitLab CI (a status posted from a terminal) there is no
 	// pipeline to link to: the commit's page on Bitbucket is the next best,
@@ -294,18 +291,12 @@ func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) err
 	if err := checkLink(link.from, link.value); err != nil {
 		return err
 	}
-	if r.Cloud != nil {
+	if !dataCenter {
 		if err := checkCloudLinkHost(link.from, link.value); err != nil {
 			return err
 		}
 	}
 	s.URL = link.value
-
-	if r.DataCenter != nil && o.State.Final() && e.PipelineCreatedAt != "" {
-		if created, err := time.Parse(time.RFC3339, e.PipelineCreatedAt); err == nil && o.Now.After(created) {
-			s.Duration = o.Now.Sub(created).Truncate(time.Millisecond)
-		}
-	}
 	return nil
 }
 
@@ -324,53 +315,25 @@ func (r *Run) commitPage() string {
 func defaultName(e Env, key string) string {
 	path := e.ProjectPath
 	if path == "" && e.StatusKey != "" {
-		if p, ok := strings.CutPrefix(e.StatusKey, statuskey.Prefix); ok && p != "" {
-			path = p
-		} else {
+		p, ok := strings.CutPrefix(e.StatusKey, statuskey.Prefix)
+		if !ok || p == "" {
 			return key
 		}
+		path = p
 	}
-	if path == "" {
-		return "bitbucket-status"
-	}
-	name := "GitLab: " + path
-	if e.PipelineIID != "" {
-		name += " #" + e.PipelineIID
-	}
-	return name
-}
-
-var stateWords = map[state.State]string{
-	state.InProgress: "is running",
-	state.Successful: "passed",
-	state.Failed:     "failed",
-	state.Stopped:    "was canceled or skipped",
-}
-
-func defaultDescription(e Env, s *bitbucket.Status) string {
-	subject := "The build"
-	if e.PipelineIID != "" {
-		subject = "Pipeline #" + e.PipelineIID
-	}
-	switch {
-	case s.Tag != "":
-		subject += " for tag " + s.Tag
-	case s.Branch != "":
-		subject += " on " + s.Branch
-	}
-	return subject + " " + stateWords[s.State]
+	return pipeline.Name(path, e.PipelineIID)
 }
 
 // text returns the override, or the default; either is cut to Bitbucket's
 // limit, and an override that had to be cut is reported.
 func text(r *Run, variable, override, fallback string) string {
 	if override == "" {
-		return cut(fallback, maxText)
+		return pipeline.Cut(fallback, pipeline.MaxText)
 	}
-	if len(override) > maxText {
-		r.Notices = append(r.Notices, fmt.Sprintf("%s is %d bytes, over Bitbucket's limit of %d: it is cut", variable, len(override), maxText))
+	if len(override) > pipeline.MaxText {
+		r.Notices = append(r.Notices, fmt.Sprintf("%s is %d bytes, over Bitbucket's limit of %d: it is cut", variable, len(override), pipeline.MaxText))
 	}
-	return cut(override, maxText)
+	return pipeline.Cut(override, pipeline.MaxText)
 }
 
 // checkServerURL allows https, and plain http only to a loopback host, so a
@@ -452,19 +415,7 @@ func hasControl(s string) bool {
 	return strings.IndexFunc(s, unicode.IsControl) >= 0
 }
 
-func shorten(s string) string { return cut(s, 80) }
-
-// cut shortens s to at most n bytes without splitting a character.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	n -= len("...")
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "..."
-}
+func shorten(s string) string { return pipeline.Cut(s, 80) }
 
 // pick is a value and the name of where it came from.
 type pick struct{ value, from string }

@@ -1,0 +1,115 @@
+// Package pipeline describes a GitLab pipeline the same way whoever read it
+// (a job from its CI variables, the relay from a webhook or GitLab's API),
+// and computes the one Bitbucket build status it reports. Both binaries call
+// Status, so a team can switch from the component to the relay, or run both,
+// and Bitbucket shows one status per pipeline.
+package pipeline
+
+import (
+	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
+)
+
+// Pipeline is what a status is made from.
+type Pipeline struct {
+	// ProjectPath is the GitLab project's full path: "acme/platform/widgets".
+	ProjectPath string
+	// IID is the pipeline's number in its project (#7); may be empty.
+	IID string
+	// Branch is the branch built; empty for a tag pipeline.
+	Branch string
+	// Tag is the tag built, for a tag pipeline.
+	Tag string
+	// URL is the pipeline's page.
+	URL   string
+	State state.State
+	// CreatedAt and EndedAt give Data Center's duration for a final state;
+	// either may be zero (unknown).
+	CreatedAt, EndedAt time.Time
+}
+
+// MaxText is Bitbucket's limit on a name or description, in bytes.
+const MaxText = 255
+
+// Key is the status key of a project: one per project and commit, the same
+// for every report of its pipelines, within the server's limit.
+func Key(projectPath string, dataCenter bool) string {
+	return statuskey.Fit(statuskey.Default(projectPath), KeyLimit(dataCenter))
+}
+
+// KeyLimit is the longest key the server takes.
+func KeyLimit(dataCenter bool) int {
+	if dataCenter {
+		return statuskey.DataCenterMax
+	}
+	return statuskey.CloudMax
+}
+
+// Status is the build status p reports.
+func Status(p Pipeline, dataCenter bool) bitbucket.Status {
+	s := bitbucket.Status{
+		Key:         Key(p.ProjectPath, dataCenter),
+		State:       p.State,
+		Name:        Cut(Name(p.ProjectPath, p.IID), MaxText),
+		URL:         p.URL,
+		Tag:         p.Tag,
+		BuildNumber: p.IID,
+	}
+	if s.Tag == "" {
+		s.Branch = p.Branch
+	}
+	s.Description = Cut(Description(p.IID, s.Branch, s.Tag, p.State), MaxText)
+	if dataCenter && p.State.Final() && !p.CreatedAt.IsZero() && p.EndedAt.After(p.CreatedAt) {
+		s.Duration = p.EndedAt.Sub(p.CreatedAt).Truncate(time.Millisecond)
+	}
+	return s
+}
+
+// Name is the status's name: "GitLab: acme/widgets #7".
+func Name(projectPath, iid string) string {
+	if projectPath == "" {
+		return "bitbucket-status"
+	}
+	name := "GitLab: " + projectPath
+	if iid != "" {
+		name += " #" + iid
+	}
+	return name
+}
+
+var stateWords = map[state.State]string{
+	state.InProgress: "is running",
+	state.Successful: "passed",
+	state.Failed:     "failed",
+	state.Stopped:    "was canceled or skipped",
+}
+
+// Description says which pipeline and what state: "Pipeline #7 on main passed".
+func Description(iid, branch, tag string, st state.State) string {
+	subject := "The build"
+	if iid != "" {
+		subject = "Pipeline #" + iid
+	}
+	switch {
+	case tag != "":
+		subject += " for tag " + tag
+	case branch != "":
+		subject += " on " + branch
+	}
+	return subject + " " + stateWords[st]
+}
+
+// Cut shortens s to at most n bytes without splitting a character.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("...")
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "..."
+}
