@@ -1,0 +1,189 @@
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client reads GitLab's REST API with a token (read_api is enough). It
+// makes one attempt per call: the relay schedules its own retries.
+type Client struct {
+	// BaseURL is GitLab's address, "https://gitlab.example.com"; the only
+	// GitLab the relay ever calls, never a URL taken from a webhook.
+	BaseURL   string
+	Token     string
+	HTTP      *http.Client
+	UserAgent string
+}
+
+// APIError is an answer other than 2xx.
+type APIError struct {
+	Method, URL string
+	StatusCode  int
+	Message     string
+	// RetryAfter is the wait GitLab asked for (429), if it did.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("GitLab answered %s %s with %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Temporary reports whether trying again later may work.
+func (e *APIError) Temporary() bool {
+	return e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+}
+
+type apiPipeline struct {
+	ID         int64  `json:"id"`
+	IID        int64  `json:"iid"`
+	ProjectID  int64  `json:"project_id"`
+	SHA        string `json:"sha"`
+	Ref        string `json:"ref"`
+	Tag        bool   `json:"tag"`
+	Status     string `json:"status"`
+	WebURL     string `json:"web_url"`
+	CreatedAt  string `json:"created_at"`
+	UpdatedAt  string `json:"updated_at"`
+	FinishedAt string `json:"finished_at"`
+}
+
+func (a apiPipeline) pipeline() Pipeline {
+	p := Pipeline{ID: a.ID, IID: a.IID, ProjectID: a.ProjectID, SHA: strings.ToLower(a.SHA), Ref: a.Ref, Tag: a.Tag,
+		Status: a.Status, URL: a.WebURL}
+	// A timestamp GitLab's API sends is ISO 8601; one that does not parse
+	// is left unknown rather than failing the whole read.
+	p.CreatedAt, _ = ParseTime(a.CreatedAt)
+	p.UpdatedAt, _ = ParseTime(a.UpdatedAt)
+	p.FinishedAt, _ = ParseTime(a.FinishedAt)
+	return p
+}
+
+// Pipeline reads one pipeline as it is now. The API does not give the
+// project's path: the caller knows it.
+func (c *Client) Pipeline(ctx context.Context, projectID, pipelineID int64) (Pipeline, error) {
+	var a apiPipeline
+	path := fmt.Sprintf("projects/%d/pipelines/%d", projectID, pipelineID)
+	if _, err := c.get(ctx, path, nil, &a); err != nil {
+		return Pipeline{}, err
+	}
+	return a.pipeline(), nil
+}
+
+// maxPages bounds one listing: 20 pages of 100 pipelines updated since the
+// last sweep is more than a project makes between two sweeps.
+const maxPages = 20
+
+// PipelinesUpdatedAfter lists a project's pipelines updated after t,
+// oldest first. The list lacks tag and finished_at: callers re-read a
+// pipeline before posting it.
+func (c *Client) PipelinesUpdatedAfter(ctx context.Context, projectID int64, t time.Time) ([]Pipeline, error) {
+	var out []Pipeline
+	q := url.Values{"updated_after": {t.UTC().Format(time.RFC3339)}, "order_by": {"updated_at"}, "sort": {"asc"}, "per_page": {"100"}}
+	for page := 1; page <= maxPages; page++ {
+		q.Set("page", strconv.Itoa(page))
+		var list []apiPipeline
+		next, err := c.get(ctx, fmt.Sprintf("projects/%d/pipelines", projectID), q, &list)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range list {
+			out = append(out, a.pipeline())
+		}
+		if next == "" || len(list) == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// MirrorURL is the repository a "CI/CD for external repository" project
+// pulls from: the project's import_url (shown to Maintainers, credentials
+// stripped), else its pull mirror's url (Premium). "" when it has none.
+func (c *Client) MirrorURL(ctx context.Context, projectID int64) (string, error) {
+	var project struct {
+		ImportURL string `json:"import_url"`
+	}
+	if _, err := c.get(ctx, fmt.Sprintf("projects/%d", projectID), nil, &project); err != nil {
+		return "", err
+	}
+	if project.ImportURL != "" {
+		return project.ImportURL, nil
+	}
+	var mirror struct {
+		URL string `json:"url"`
+	}
+	_, err := c.get(ctx, fmt.Sprintf("projects/%d/mirror/pull", projectID), nil, &mirror)
+	if e, ok := err.(*APIError); ok && (e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusForbidden) {
+		return "", nil
+	}
+	return mirror.URL, err
+}
+
+// get reads /api/v4/<path> into v and returns GitLab's X-Next-Page.
+func (c *Client) get(ctx context.Context, path string, q url.Values, v any) (string, error) {
+	u := strings.TrimRight(c.BaseURL, "/") + "/api/v4/" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("PRIVATE-TOKEN", c.Token)
+	req.Header.Set("Accept", "application/json")
+	if c.UserAgent != "" {
+		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	client := c.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &APIError{Method: http.MethodGet, URL: u, StatusCode: resp.StatusCode}
+		var doc struct {
+			Message any    `json:"message"`
+			Error   string `json:"error"`
+		}
+		if json.Unmarshal(body, &doc) == nil {
+			e.Message = strings.TrimSpace(fmt.Sprint(firstNonNil(doc.Message, doc.Error)))
+		}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+			e.RetryAfter = time.Duration(s) * time.Second
+		}
+		return "", e
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return "", fmt.Errorf("GitLab's answer to GET %s is not the expected JSON: %v", u, err)
+	}
+	return resp.Header.Get("X-Next-Page"), nil
+}
+
+func firstNonNil(values ...any) any {
+	for _, v := range values {
+		if v != nil && v != "" {
+			return v
+		}
+	}
+	return ""
+}
