@@ -17,6 +17,7 @@ import (
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitcheckout"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
@@ -168,7 +169,7 @@ func (r *runner) post(c *cli.Context) error {
 	return r.execute(c, run, func() { target.DryRun(r.stdout, client, run.Commit, run.Status) }, func(ctx context.Context) error {
 		posted, err := target.Post(ctx, client, run.Commit, run.Status)
 		if err != nil {
-			return fmt.Errorf("could not post %s for commit %s to %s: %s", run.Status.State, run.Commit, target.Where(), explain(err, run, true))
+			return fmt.Errorf("could not post %s for commit %s to %s: %s", run.Status.State, run.Commit, target.Where(), explain.Failure(err, run, true))
 		}
 		if posted.Notice != "" {
 			fmt.Fprintf(r.stderr, "bitbucket-status: notice: %s\n", posted.Notice)
@@ -239,7 +240,7 @@ func (r *runner) check(c *cli.Context) error {
 	req := target.CheckRequest(run.Commit)
 	return r.execute(c, run, func() { client.Print(r.stdout, req) }, func(ctx context.Context) error {
 		if _, err := client.Do(ctx, req); err != nil {
-			return fmt.Errorf("check failed for %s: %s", target.Where(), explain(err, run, false))
+			return fmt.Errorf("check failed for %s: %s", target.Where(), explain.Failure(err, run, false))
 		}
 		fmt.Fprintf(r.stdout, "OK: %s can read commit %s in %s (reading cannot prove the right to post; the first post will)\n",
 			run.Auth, run.Commit, target.Where())

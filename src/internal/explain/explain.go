@@ -1,4 +1,7 @@
-package app
+// Package explain turns a failed Bitbucket request into what happened and
+// what to change, naming the variables to set. The job binary prints it; the
+// relay logs it.
+package explain
 
 import (
 	"context"
@@ -20,9 +23,9 @@ import (
 const appPasswordsGone = "If it holds an app password: app passwords stopped working on 28 Jul 2026; " +
 	"create an API token (with BITBUCKET_USERNAME set to your Atlassian account email) or a repository access token instead."
 
-// explain turns a failed request into what happened and what to change.
+// Failure turns a failed request into what happened and what to change.
 // posting is false for the check command, which only reads.
-func explain(err error, run *config.Run, posting bool) string {
+func Failure(err error, run *config.Run, posting bool) string {
 	var oauth *bitbucket.OAuthError
 	var he *bitbucket.HTTPError
 	var te *bitbucket.TransportError
