@@ -129,14 +129,14 @@ func TestUsageErrors(t *testing.T) {
 		stderr string
 	}{
 		{gitlabEnv(), nil, "bitbucket-status: no STATE: give one, as in bitbucket-status running, or set BUILD_STATUS; accepted: " +
-			"running, pending, created, manual, scheduled, waiting_for_resource, preparing, inprogress (INPROGRESS); passed, success, " +
-			"successful (SUCCESSFUL); failed, failure (FAILED); canceled, cancelled, stopped, skipped (STOPPED). Commands: check, version; see --help\n"},
+			"running, pending, created, manual, scheduled, waiting_for_resource, preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, " +
+			"successful (SUCCESSFUL); failed, failure (FAILED); canceled, canceling, cancelled, stopped, skipped (STOPPED). Commands: check, version; see --help\n"},
 		{gitlabEnv(), []string{"pased"}, `bitbucket-status: STATE: unknown state "pased": use one of running, pending, created, manual, scheduled, ` +
-			`waiting_for_resource, preparing, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
-			"canceled, cancelled, stopped, skipped (STOPPED) (or the commands check and version)\n"},
+			`waiting_for_resource, preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
+			"canceled, canceling, cancelled, stopped, skipped (STOPPED) (or the commands check and version)\n"},
 		{gitlabEnv("BUILD_STATUS", "green"), nil, `bitbucket-status: BUILD_STATUS: unknown state "green": use one of running, pending, created, manual, scheduled, ` +
-			`waiting_for_resource, preparing, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
-			"canceled, cancelled, stopped, skipped (STOPPED) (or the commands check and version)\n"},
+			`waiting_for_resource, preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
+			"canceled, canceling, cancelled, stopped, skipped (STOPPED) (or the commands check and version)\n"},
 		{gitlabEnv(), []string{"running", "--dry-run"}, "bitbucket-status: expected one STATE argument, got 2 (running --dry-run): " +
 			"options go before STATE, as in bitbucket-status --dry-run running\n"},
 		{gitlabEnv(), []string{"--bogus", "running"}, "bitbucket-status: flag provided but not defined: -bogus (see bitbucket-status --help)\n"},

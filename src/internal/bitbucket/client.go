@@ -39,6 +39,10 @@ type Client struct {
 	// AttemptTimeout bounds one attempt, so a connection that hangs is given
 	// up and tried again while the run's budget (the context) lasts.
 	AttemptTimeout time.Duration
+	// MaxAttempts, when positive, ends the tries after that many: the relay
+	// makes one and schedules the next itself, so one slow status never
+	// holds a worker.
+	MaxAttempts int
 
 	oauthMu    sync.Mutex
 	oauthToken string
@@ -86,13 +90,14 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 		case retryableStatus(resp.StatusCode):
 			if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 				wait, asked = after, after
+				resp.retryAfter = after
 			} else {
 				wait = c.backoff(attempt)
 			}
 		default:
 			return nil, newHTTPError(req, resp.StatusCode, resp.body, attempt)
 		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		if deadline, ok := ctx.Deadline(); (ok && time.Until(deadline) < wait) || (c.MaxAttempts > 0 && attempt >= c.MaxAttempts) {
 			return nil, giveUp(ctx, req, resp, err, attempt, time.Since(start), asked)
 		}
 		fmt.Fprintf(c.logWriter(), "bitbucket-status: %s %s: %s (attempt %d); retrying in %s\n",
@@ -107,7 +112,8 @@ func (c *Client) send(ctx context.Context, req Request, contentType string, auth
 
 type rawResponse struct {
 	*http.Response
-	body []byte
+	body       []byte
+	retryAfter time.Duration
 }
 
 func (c *Client) attempt(ctx context.Context, req Request, contentType string, authorize func(http.Header)) (*rawResponse, error) {
@@ -258,6 +264,7 @@ func giveUp(ctx context.Context, req Request, resp *rawResponse, err error, atte
 	he := newHTTPError(req, resp.StatusCode, resp.body, attempts)
 	he.BudgetSpent = true
 	he.WantedWait = asked
+	he.RetryAfter = resp.retryAfter
 	return he
 }
 

@@ -55,7 +55,7 @@ func (r Cloud) Post(ctx context.Context, c *Client, commit string, s Status) (Po
 	if err != nil {
 		return Posted{}, err
 	}
-	p := Posted{Outcome: "created", Attempts: resp.Attempts}
+	p := Posted{Outcome: "created", Attempts: resp.Attempts, StatusCode: resp.StatusCode}
 	if resp.StatusCode == http.StatusOK {
 		p.Outcome = "updated"
 	}
@@ -87,6 +87,7 @@ type Posted struct {
 	// Outcome is "created", "updated" or, where the server does not say which, "posted".
 	Outcome string
 	// Notice is something the user should know, e.g. that an older API was used.
-	Notice   string
-	Attempts int
+	Notice     string
+	Attempts   int
+	StatusCode int
 }

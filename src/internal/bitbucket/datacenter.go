@@ -162,7 +162,7 @@ func (r DataCenter) Post(ctx context.Context, c *Client, commit string, s Status
 	if err != nil {
 		return Posted{}, err
 	}
-	return Posted{Outcome: "posted", Notice: notice, Attempts: resp.Attempts}, nil
+	return Posted{Outcome: "posted", Notice: notice, Attempts: resp.Attempts, StatusCode: resp.StatusCode}, nil
 }
 
 func (r DataCenter) postLegacy(ctx context.Context, c *Client, commit string, s Status) (Posted, error) {
@@ -170,7 +170,7 @@ func (r DataCenter) postLegacy(ctx context.Context, c *Client, commit string, s 
 	if err != nil {
 		return Posted{}, err
 	}
-	return Posted{Outcome: "posted", Notice: LegacyNotice, Attempts: legacy.Attempts}, nil
+	return Posted{Outcome: "posted", Notice: LegacyNotice, Attempts: legacy.Attempts, StatusCode: legacy.StatusCode}, nil
 }
 
 // UnknownRoute reports whether a Data Center answer says that the server

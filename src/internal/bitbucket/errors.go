@@ -36,6 +36,9 @@ type HTTPError struct {
 	// WantedWait is the wait Bitbucket asked for with Retry-After, when the
 	// budget could not hold it.
 	WantedWait time.Duration
+	// RetryAfter is the wait a retryable answer asked for (Data Center's
+	// 429), whatever the budget; zero when it asked none (Cloud's 429).
+	RetryAfter time.Duration
 }
 
 func (e *HTTPError) Error() string {

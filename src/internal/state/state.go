@@ -23,16 +23,16 @@ const (
 var words = map[string]State{
 	"running": InProgress, "pending": InProgress, "created": InProgress, "manual": InProgress,
 	"scheduled": InProgress, "waiting_for_resource": InProgress, "preparing": InProgress,
-	"inprogress": InProgress,
+	"waiting_for_callback": InProgress, "inprogress": InProgress,
 	"passed":     Successful, "success": Successful, "successful": Successful,
 	"failed": Failed, "failure": Failed,
-	"canceled": Stopped, "cancelled": Stopped, "stopped": Stopped, "skipped": Stopped,
+	"canceled": Stopped, "canceling": Stopped, "cancelled": Stopped, "stopped": Stopped, "skipped": Stopped,
 }
 
 // Accepted lists the accepted words in the order the help and errors show them.
-const Accepted = "running, pending, created, manual, scheduled, waiting_for_resource, preparing, inprogress " +
+const Accepted = "running, pending, created, manual, scheduled, waiting_for_resource, preparing, waiting_for_callback, inprogress " +
 	"(INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); " +
-	"canceled, cancelled, stopped, skipped (STOPPED)"
+	"canceled, canceling, cancelled, stopped, skipped (STOPPED)"
 
 // Parse returns the outcome a word names, in any letter case.
 func Parse(word string) (State, error) {

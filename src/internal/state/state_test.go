@@ -13,7 +13,7 @@ func TestParseEveryWord(t *testing.T) {
 		"INPROGRESS": InProgress, " Running\n": InProgress,
 		"passed": Successful, "success": Successful, "successful": Successful, "SUCCESSFUL": Successful,
 		"failed": Failed, "failure": Failed, "FAILED": Failed,
-		"canceled": Stopped, "cancelled": Stopped, "stopped": Stopped, "skipped": Stopped, "STOPPED": Stopped,
+		"canceled": Stopped, "canceling": Stopped, "waiting_for_callback": InProgress, "cancelled": Stopped, "stopped": Stopped, "skipped": Stopped, "STOPPED": Stopped,
 	}
 	for word, want := range cases {
 		got, err := Parse(word)
@@ -27,8 +27,8 @@ func TestParseUnknownListsAcceptedWords(t *testing.T) {
 	t.Parallel()
 	_, err := Parse("pased")
 	want := `unknown state "pased": use one of running, pending, created, manual, scheduled, waiting_for_resource, ` +
-		`preparing, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
-		`canceled, cancelled, stopped, skipped (STOPPED)`
+		`preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
+		`canceled, canceling, cancelled, stopped, skipped (STOPPED)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Parse(pased) error = %v\nwant %s", err, want)
 	}

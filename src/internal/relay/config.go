@@ -1,0 +1,221 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
+)
+
+// Env is every variable the relay reads. --help is generated from it.
+type Env struct {
+	Listen       string `env:"BITBUCKET_RELAY_LISTEN, default=:8080" help:"Address to listen on."`
+	WebhookToken string `env:"BITBUCKET_RELAY_WEBHOOK_TOKEN" help:"The webhook's secret token, compared with X-Gitlab-Token. Set it, or BITBUCKET_RELAY_SIGNING_TOKEN, or both."`
+	SigningToken string `env:"BITBUCKET_RELAY_SIGNING_TOKEN" help:"The webhook's signing token (whsec_..., GitLab 19.0+): a valid webhook-signature within 5 minutes is required."`
+	Data         string `env:"BITBUCKET_RELAY_DATA, default=./relay-data" help:"Directory of the embedded store (/data in the image)."`
+	Routes       string `env:"BITBUCKET_RELAY_ROUTES" help:"A routes file (YAML): which GitLab projects report to which Bitbucket repository, with which credential."`
+	GitLabURL    string `env:"GITLAB_URL" help:"GitLab's base URL, the only GitLab the relay calls; with GITLAB_TOKEN, pipelines are re-read before posting and swept."`
+	GitLabToken  string `env:"GITLAB_TOKEN" help:"A GitLab token with read_api."`
+	Sweep        string `env:"BITBUCKET_RELAY_SWEEP_INTERVAL, default=10m" help:"How often to list recent pipelines and post what webhooks missed (needs GITLAB_TOKEN); 0 turns it off."`
+	Grace        string `env:"BITBUCKET_RELAY_GRACE_PERIOD, default=20s" help:"On SIGTERM, how long to finish the posts in flight; what is left stays in the store."`
+	Workers      int    `env:"BITBUCKET_RELAY_WORKERS, default=8" help:"Posts to Bitbucket at once."`
+	MaxBody      int64  `env:"BITBUCKET_RELAY_MAX_BODY, default=26214400" help:"Largest webhook body accepted, in bytes (GitLab.com's own maximum payload, 25 MB)."`
+
+	AccessToken       string `env:"BITBUCKET_ACCESS_TOKEN" help:"The default credential: an access token (Bearer) or, with BITBUCKET_USERNAME, an API token or password (Basic)."`
+	Username          string `env:"BITBUCKET_USERNAME" help:"Send BITBUCKET_ACCESS_TOKEN with HTTP Basic as this user (an API token's Atlassian account email)."`
+	OAuthClientID     string `env:"BITBUCKET_OAUTH_CLIENT_ID" help:"Or an OAuth consumer's key (Bitbucket Cloud)."`
+	OAuthClientSecret string `env:"BITBUCKET_OAUTH_CLIENT_SECRET" help:"The OAuth consumer's secret."`
+	OAuthTokenURL     string `env:"BITBUCKET_OAUTH_TOKEN_URL, default=https://bitbucket.org/site/oauth2/access_token" help:"Where OAuth tokens are fetched."`
+	APIURL            string `env:"BITBUCKET_API_URL, default=https://api.bitbucket.org/2.0" help:"Bitbucket Cloud's API base URL."`
+	ServerURL         string `env:"BITBUCKET_SERVER_URL" help:"A Bitbucket Data Center base URL: the default route posts there."`
+	Project           string `env:"BITBUCKET_PROJECT" help:"With BITBUCKET_SERVER_URL: the Data Center project key of the default route (repository = the GitLab project's name)."`
+}
+
+// Variables lists the relay's variables for --help.
+func Variables() [][3]string {
+	t := reflect.TypeOf(Env{})
+	var out [][3]string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		parts := strings.Split(f.Tag.Get("env"), ",")
+		def := ""
+		for _, p := range parts[1:] {
+			if d, ok := strings.CutPrefix(strings.TrimSpace(p), "default="); ok {
+				def = d
+			}
+		}
+		out = append(out, [3]string{strings.TrimSpace(parts[0]), def, f.Tag.Get("help")})
+	}
+	return out
+}
+
+// LoadEnv reads Env; an empty variable counts as unset.
+func LoadEnv(ctx context.Context, env map[string]string) (Env, error) {
+	var e Env
+	lookup := envconfig.LookuperFunc(func(key string) (string, bool) {
+		v, ok := env[key]
+		return v, ok && v != ""
+	})
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &e, Lookuper: lookup}); err != nil {
+		return Env{}, fmt.Errorf("reading the environment: %w", err)
+	}
+	return e, nil
+}
+
+// Config is the relay's checked configuration.
+type Config struct {
+	Listen       string
+	WebhookToken string
+	SigningKey   gitlab.SigningKey
+	Data         string
+	Sweep        time.Duration
+	Grace        time.Duration
+	Workers      int
+	MaxBody      int64
+	GitLab       *gitlab.Client // nil without GITLAB_TOKEN
+	// Credentials by name; "default" is the BITBUCKET_* variables' (absent
+	// when they are not set).
+	Credentials map[string]bitbucket.Auth
+	routes      []route
+	// defaultCloud / defaultDataCenter are where the default route posts.
+	defaultCloudAPI   string
+	defaultDataCenter string
+	defaultProject    string
+	// Secrets are every secret the configuration holds, for the log filter.
+	Secrets []string
+}
+
+// DefaultCredential is the credential of the BITBUCKET_* variables.
+const DefaultCredential = "default"
+
+// Resolve checks e, reads the routes file and every credential. Its errors
+// name the variable or route to change.
+func Resolve(e Env, env func(string) string) (*Config, error) {
+	c := &Config{Listen: e.Listen, WebhookToken: strings.TrimSpace(e.WebhookToken), Data: e.Data, Workers: e.Workers, MaxBody: e.MaxBody,
+		Credentials: map[string]bitbucket.Auth{}}
+	if c.WebhookToken == "" && e.SigningToken == "" {
+		return nil, errors.New("neither BITBUCKET_RELAY_WEBHOOK_TOKEN nor BITBUCKET_RELAY_SIGNING_TOKEN is set, so anyone could post statuses: " +
+			"set BITBUCKET_RELAY_WEBHOOK_TOKEN to the webhook's secret token (or BITBUCKET_RELAY_SIGNING_TOKEN to its signing token, GitLab 19.0+)")
+	}
+	if e.SigningToken != "" {
+		key, err := gitlab.ParseSigningKey(e.SigningToken)
+		if err != nil {
+			return nil, fmt.Errorf("BITBUCKET_RELAY_SIGNING_TOKEN is %w", err)
+		}
+		c.SigningKey = key
+		c.Secrets = append(c.Secrets, e.SigningToken)
+	}
+	c.Secrets = append(c.Secrets, c.WebhookToken)
+	var err error
+	if c.Sweep, err = time.ParseDuration(e.Sweep); err != nil || c.Sweep < 0 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_SWEEP_INTERVAL is %q: use a duration such as 10m, or 0 to turn the sweep off", e.Sweep)
+	}
+	if c.Grace, err = time.ParseDuration(e.Grace); err != nil || c.Grace <= 0 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_GRACE_PERIOD is %q: use a positive duration such as 20s", e.Grace)
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_WORKERS is %d: use 1 to 256", c.Workers)
+	}
+	if c.MaxBody < 1024 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_MAX_BODY is %d: use a size in bytes of at least 1024", c.MaxBody)
+	}
+	if e.GitLabToken != "" || e.GitLabURL != "" {
+		if e.GitLabToken == "" || e.GitLabURL == "" {
+			return nil, errors.New("GITLAB_URL and GITLAB_TOKEN go together: set both (a read_api token and GitLab's base URL) or neither")
+		}
+		if err := checkBaseURL("GITLAB_URL", e.GitLabURL); err != nil {
+			return nil, err
+		}
+		c.GitLab = &gitlab.Client{BaseURL: strings.TrimRight(e.GitLabURL, "/"), Token: strings.TrimSpace(e.GitLabToken)}
+		c.Secrets = append(c.Secrets, e.GitLabToken)
+	}
+	if err := checkBaseURL("BITBUCKET_API_URL", e.APIURL); err != nil {
+		return nil, err
+	}
+	c.defaultCloudAPI = strings.TrimRight(e.APIURL, "/")
+	if e.ServerURL != "" {
+		if err := checkBaseURL("BITBUCKET_SERVER_URL", e.ServerURL); err != nil {
+			return nil, err
+		}
+		c.defaultDataCenter, c.defaultProject = strings.TrimRight(e.ServerURL, "/"), e.Project
+	}
+	if err := checkBaseURL("BITBUCKET_OAUTH_TOKEN_URL", e.OAuthTokenURL); err != nil {
+		return nil, err
+	}
+	// The default credential, as the job binary reads it.
+	spec := CredentialSpec{Username: e.Username, ClientID: e.OAuthClientID}
+	envOf := func(name string) string { return map[string]string{"BITBUCKET_ACCESS_TOKEN": e.AccessToken, "BITBUCKET_OAUTH_CLIENT_SECRET": e.OAuthClientSecret}[name] }
+	if e.AccessToken != "" {
+		spec.TokenEnv = "BITBUCKET_ACCESS_TOKEN"
+	}
+	if e.OAuthClientSecret != "" {
+		spec.ClientSecretEnv = "BITBUCKET_OAUTH_CLIENT_SECRET"
+	}
+	if spec != (CredentialSpec{}) {
+		auth, err := credentialAuth(DefaultCredential, spec, envOf, e.OAuthTokenURL)
+		if err != nil {
+			return nil, fmt.Errorf("the BITBUCKET_* credential: %w", err)
+		}
+		c.Credentials[DefaultCredential] = auth
+	}
+	if e.Routes != "" {
+		data, err := os.ReadFile(e.Routes)
+		if err != nil {
+			return nil, fmt.Errorf("BITBUCKET_RELAY_ROUTES: %v", err)
+		}
+		f, err := ParseRoutes(data)
+		if err != nil {
+			return nil, fmt.Errorf("BITBUCKET_RELAY_ROUTES (%s): %v", e.Routes, err)
+		}
+		if c.routes, err = checkRoutes(f); err != nil {
+			return nil, fmt.Errorf("BITBUCKET_RELAY_ROUTES (%s): %v", e.Routes, err)
+		}
+		for name, spec := range f.Credentials {
+			auth, err := credentialAuth(name, spec, env, e.OAuthTokenURL)
+			if err != nil {
+				return nil, fmt.Errorf("BITBUCKET_RELAY_ROUTES (%s): %v", e.Routes, err)
+			}
+			c.Credentials[name] = auth
+		}
+		for _, r := range c.routes {
+			if !r.Skip && r.Credential == "" && c.Credentials[DefaultCredential].Kind == bitbucket.NoAuth {
+				return nil, fmt.Errorf("BITBUCKET_RELAY_ROUTES (%s): route %d names no credential and BITBUCKET_ACCESS_TOKEN (or an OAuth consumer) is not set: "+
+					"set one, or give the route a credential", e.Routes, r.index)
+			}
+		}
+	}
+	if _, ok := c.Credentials[DefaultCredential]; !ok && len(c.routes) == 0 {
+		return nil, errors.New("no Bitbucket credential: set BITBUCKET_ACCESS_TOKEN (or BITBUCKET_OAUTH_CLIENT_ID and BITBUCKET_OAUTH_CLIENT_SECRET), " +
+			"or a routes file (BITBUCKET_RELAY_ROUTES) whose routes name credentials")
+	}
+	for _, a := range c.Credentials {
+		c.Secrets = append(c.Secrets, a.Token, a.ClientSecret)
+	}
+	return c, nil
+}
+
+// checkBaseURL allows https, and plain http only to a loopback host.
+func checkBaseURL(variable, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
+		shown := "(not shown: it does not parse)"
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return fmt.Errorf("%s is %q: give an absolute https URL without credentials", variable, shown)
+	}
+	host := u.Hostname()
+	if u.Scheme == "http" && host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
+		return fmt.Errorf("%s is %q, plain http, which would send a token across the network in clear: use https (plain http only for a loopback host)", variable, raw)
+	}
+	return nil
+}
