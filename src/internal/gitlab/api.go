@@ -187,3 +187,13 @@ func firstNonNil(values ...any) any {
 	}
 	return ""
 }
+
+// Version reads GitLab's version: a read-only request that proves the URL
+// and the token.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	var v struct {
+		Version string `json:"version"`
+	}
+	_, err := c.get(ctx, "version", nil, &v)
+	return v.Version, err
+}

@@ -1,0 +1,87 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
+)
+
+// Check makes one read-only request per route (and one to GitLab, with
+// GITLAB_TOKEN), posts nothing, and writes a line per check to w. It
+// returns the number of failed checks.
+func (r *Relay) Check(ctx context.Context, w io.Writer) int {
+	failed := 0
+	report := func(what string, err error, run *config.Run) {
+		if err == nil {
+			fmt.Fprintf(w, "ok: %s\n", what)
+			return
+		}
+		failed++
+		msg := err.Error()
+		if run != nil {
+			msg = explain.Failure(err, run, false)
+		}
+		fmt.Fprintf(w, "FAILED: %s: %s\n", what, msg)
+	}
+	if r.cfg.GitLab != nil {
+		v, err := r.cfg.GitLab.Version(ctx)
+		report(fmt.Sprintf("GitLab at %s answers with GITLAB_TOKEN (version %s)", r.cfg.GitLab.BaseURL, v), err, nil)
+	}
+	for _, rt := range r.cfg.routes {
+		what := fmt.Sprintf("route %d (%s)", rt.index, rt.Project)
+		if rt.Skip {
+			fmt.Fprintf(w, "ok: %s: skipped projects, nothing to check\n", what)
+			continue
+		}
+		cred := rt.Credential
+		if cred == "" {
+			cred = DefaultCredential
+		}
+		client := r.clients[cred]
+		req, run, where := checkRequest(rt, client.Auth, r.cfg.defaultCloudAPI)
+		if req.URL == "" {
+			fmt.Fprintf(w, "skipped: %s: %s has placeholders down to the server, nothing concrete to read\n", what, where)
+			continue
+		}
+		_, err := client.Do(ctx, req)
+		report(fmt.Sprintf("%s: credential %q can read %s", what, cred, where), err, run)
+	}
+	if _, ok := r.cfg.Credentials[DefaultCredential]; ok {
+		fmt.Fprintf(w, "note: the default route (group/project = workspace/repository) is checked by its first post: its repositories are not known in advance\n")
+	}
+	return failed
+}
+
+// checkRequest is the most concrete read-only request a route allows: the
+// repository, else the workspace or project, when its placeholders leave one.
+func checkRequest(rt route, auth bitbucket.Auth, api string) (bitbucket.Request, *config.Run, string) {
+	run := &config.Run{Auth: auth, From: config.Origins{Owner: "the routes file", Slug: "the routes file", Commit: "-", Server: "the routes file"}}
+	concrete := func(s string) bool { return !strings.Contains(s, "{") }
+	if rt.Cloud != "" {
+		ws, slug, _ := strings.Cut(rt.Cloud, "/")
+		run.Cloud = &bitbucket.Cloud{API: api, Workspace: ws, Slug: slug}
+		switch {
+		case concrete(ws) && concrete(slug):
+			return run.Cloud.CheckRequest(""), run, run.Cloud.Where()
+		case concrete(ws):
+			return bitbucket.Request{Method: http.MethodGet, URL: api + "/repositories/" + ws + "?pagelen=1"}, run, "workspace " + ws
+		}
+		return bitbucket.Request{}, nil, rt.Cloud
+	}
+	key, slug, _ := strings.Cut(rt.Repository, "/")
+	server := strings.TrimRight(rt.DataCenter, "/")
+	run.DataCenter = &bitbucket.DataCenter{Server: server, Project: key, Slug: slug}
+	switch {
+	case concrete(key) && concrete(slug):
+		return run.DataCenter.CheckRequest(""), run, run.DataCenter.Where()
+	case concrete(key):
+		return bitbucket.Request{Method: http.MethodGet, URL: server + "/rest/api/latest/projects/" + key}, run, "project " + key + " at " + server
+	}
+	return bitbucket.Request{}, nil, rt.Repository
+}

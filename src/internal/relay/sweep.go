@@ -1,0 +1,73 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// sweepWindow is how far back a sweep looks at most.
+const sweepWindow = 24 * time.Hour
+
+// keepPosted is how long a status with nothing pending is kept, to order
+// late events against it.
+const keepPosted = 30 * 24 * time.Hour
+
+// Sweep runs at start and every interval until ctx ends: for each project
+// the relay serves, it lists the pipelines updated since the last sweep and
+// accepts them like webhooks, so what GitLab did not deliver (the relay was
+// down, the hook disabled, GitLab's own rate limit) is posted. Accept's
+// ordering rule drops what is already known.
+func (r *Relay) Sweep(ctx context.Context, interval time.Duration) {
+	for {
+		r.sweepOnce(ctx)
+		if n, err := r.store.Prune(ctx, time.Now().Add(-keepPosted)); err == nil && n > 0 {
+			r.log.Info("pruned old statuses", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (r *Relay) sweepOnce(ctx context.Context) {
+	projects, err := r.store.Projects(ctx)
+	if err != nil {
+		r.metrics.sweeps.WithLabelValues("error").Inc()
+		r.log.Error("sweep: listing projects", "error", err.Error())
+		return
+	}
+	queued := 0
+	for _, project := range projects {
+		start := time.Now()
+		since := project.SweptAt
+		if earliest := start.Add(-sweepWindow); since.Before(earliest) {
+			since = earliest
+		}
+		list, err := r.cfg.GitLab.PipelinesUpdatedAfter(ctx, project.ID, since.Add(-time.Minute))
+		if err != nil {
+			r.metrics.sweeps.WithLabelValues("error").Inc()
+			r.log.Warn("sweep: listing pipelines", "project", project.Path, "error", err.Error())
+			continue
+		}
+		for _, p := range list {
+			p.ProjectID, p.ProjectPath = project.ID, project.Path
+			changed, _, err := r.accept(ctx, p)
+			var skip *skipError
+			switch {
+			case errors.As(err, &skip):
+			case err != nil:
+				r.log.Warn("sweep: storing a pipeline", "project", project.Path, "pipeline", p.ID, "error", err.Error())
+			case changed:
+				queued++
+			}
+		}
+		if err := r.store.MarkSwept(ctx, project.ID, start); err != nil {
+			r.log.Warn("sweep: recording the sweep", "project", project.Path, "error", err.Error())
+		}
+	}
+	r.metrics.sweeps.WithLabelValues("ok").Inc()
+	r.log.Info("sweep done", "projects", len(projects), "queued", queued)
+}

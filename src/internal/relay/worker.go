@@ -1,0 +1,227 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
+)
+
+const (
+	// postTimeout bounds one post (GitLab re-read included): a hung
+	// Bitbucket holds a worker this long at most.
+	postTimeout = 20 * time.Second
+	// lease is how long a claimed row is this process's: past it, another
+	// replica (or this one after a restart) takes it over.
+	lease = 30 * time.Second
+	// poll is how often the worker looks for retries that became due.
+	poll = 250 * time.Millisecond
+)
+
+// Retry delays: per status for failures that may pass (5xx, no answer),
+// per credential for Cloud's 429, which says no Retry-After.
+var (
+	retryBase  = 2 * time.Second
+	retryMax   = 2 * time.Minute
+	pauseBase  = 30 * time.Second
+	pauseMax   = 10 * time.Minute
+	jitterFrac = 0.2
+)
+
+// Work posts what is due until ctx ends, then waits for the posts in flight.
+func (r *Relay) Work(ctx context.Context) {
+	slots := make(chan struct{}, r.cfg.Workers)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots)
+		var rows []store.Row
+		if free > 0 {
+			var err error
+			if rows, err = r.store.Claim(ctx, r.owner, time.Now(), lease, free); err != nil && ctx.Err() == nil {
+				r.log.Error("claiming work", "error", err.Error())
+			}
+		}
+		for _, row := range rows {
+			slots <- struct{}{}
+			inflight.Add(1)
+			go func() {
+				defer func() { <-slots; inflight.Done() }()
+				r.post(row)
+			}()
+		}
+		if len(rows) > 0 && len(rows) == free {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+// post makes one attempt at a claimed row and records its outcome. It runs
+// on its own context: a shutdown lets a post in flight finish.
+func (r *Relay) post(row store.Row) {
+	ctx, cancel := context.WithTimeout(context.Background(), postTimeout)
+	defer cancel()
+	start := time.Now()
+	o, attrs := r.attempt(ctx, row)
+	r.metrics.latency.Observe(time.Since(start).Seconds())
+	attrs = append(attrs, "status", row.StatusID, "attempt", row.Attempts+1, "ms", time.Since(start).Milliseconds())
+	if o.Error == "" {
+		r.log.Info("status posted", attrs...)
+	} else {
+		r.log.Warn("status not posted", append(attrs, "error", o.Error)...)
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	if err := r.store.Finish(fctx, r.owner, row, o); err != nil {
+		// The lease expires and the row is tried again: at worst a second post.
+		r.log.Error("recording a post's outcome", "status", row.StatusID, "error", err.Error())
+	}
+}
+
+func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, []any) {
+	var w work
+	if err := json.Unmarshal(row.Body, &w); err != nil {
+		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
+		return store.Outcome{Done: true, Error: "unreadable stored work: " + err.Error()}, nil
+	}
+	p, d := w.Pipeline, w.Dest
+	attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "repository", d.Where(), "credential", d.Credential}
+	client := r.clients[d.Credential]
+	if client == nil {
+		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
+		return store.Outcome{Done: true, Error: fmt.Sprintf("credential %q is no longer configured", d.Credential)}, attrs
+	}
+	if until := r.pausedUntil(d.Credential); !until.IsZero() {
+		r.metrics.posts.WithLabelValues("paused", "none").Inc()
+		return store.Outcome{RetryAt: until, Error: "the credential is paused by a rate limit until " + until.Format(time.RFC3339)}, attrs
+	}
+	if r.cfg.GitLab != nil {
+		now, err := r.cfg.GitLab.Pipeline(ctx, p.ProjectID, p.ID)
+		var ae *gitlab.APIError
+		switch {
+		case errors.As(err, &ae) && !ae.Temporary():
+			r.metrics.posts.WithLabelValues("dropped", "none").Inc()
+			return store.Outcome{Done: true, Error: "re-reading the pipeline: " + err.Error()}, attrs
+		case err != nil:
+			r.metrics.posts.WithLabelValues("retry", "none").Inc()
+			wait := backoff(row.Attempts)
+			if ae != nil && ae.RetryAfter > wait {
+				wait = ae.RetryAfter
+			}
+			return store.Outcome{RetryAt: time.Now().Add(wait), Error: "re-reading the pipeline: " + err.Error()}, attrs
+		}
+		now.ProjectPath, now.ProjectID = p.ProjectPath, p.ProjectID
+		if now.URL == "" {
+			now.URL = p.URL
+		}
+		p = now
+	}
+	s, err := statusOf(p, d)
+	if err != nil {
+		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
+		return store.Outcome{Done: true, Error: err.Error()}, attrs
+	}
+	attrs = append(attrs, "state", string(s.State), "key", s.Key)
+	var posted bitbucket.Posted
+	if d.DataCenter != nil {
+		posted, err = d.DataCenter.Post(ctx, client, p.SHA, s)
+	} else {
+		posted, err = d.Cloud.Post(ctx, client, p.SHA, s)
+	}
+	if err == nil {
+		r.resume(d.Credential)
+		r.metrics.posts.WithLabelValues("posted", strconv.Itoa(posted.StatusCode)).Inc()
+		if posted.Notice != "" {
+			attrs = append(attrs, "notice", posted.Notice)
+		}
+		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID}, append(attrs, "code", posted.StatusCode)
+	}
+	run := &config.Run{Cloud: d.Cloud, DataCenter: d.DataCenter, Commit: p.SHA, Status: s, Auth: client.Auth, Timeout: postTimeout,
+		From: config.Origins{Owner: d.Via, Slug: d.Via, Commit: "the pipeline's commit", Server: d.Via}}
+	why := explain.Failure(err, run, true)
+	var he *bitbucket.HTTPError
+	switch {
+	case errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests:
+		until := r.pauseCredential(d.Credential, he.RetryAfter)
+		r.metrics.posts.WithLabelValues("retry", "429").Inc()
+		return store.Outcome{RetryAt: until, Error: why}, append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
+	case he != nil && he.StatusCode >= 500:
+		r.metrics.posts.WithLabelValues("retry", strconv.Itoa(he.StatusCode)).Inc()
+		return store.Outcome{RetryAt: time.Now().Add(backoff(row.Attempts)), Error: why}, append(attrs, "code", he.StatusCode)
+	case he != nil:
+		// 400, 401, 403, 404: refused for good; the next event tries again.
+		r.metrics.posts.WithLabelValues("refused", strconv.Itoa(he.StatusCode)).Inc()
+		return store.Outcome{Done: true, Error: why}, append(attrs, "code", he.StatusCode)
+	}
+	r.metrics.posts.WithLabelValues("retry", "none").Inc()
+	return store.Outcome{RetryAt: time.Now().Add(backoff(row.Attempts)), Error: why}, attrs
+}
+
+// backoff is the wait before retrying a status that failed attempts times:
+// doubling from retryBase to retryMax, with jitter; never giving up, so a
+// Bitbucket down for an hour gets every status when it is back.
+func backoff(attempts int) time.Duration {
+	d := retryBase << min(attempts, 20)
+	if d > retryMax || d <= 0 {
+		d = retryMax
+	}
+	return jitter(d)
+}
+
+func jitter(d time.Duration) time.Duration {
+	spread := time.Duration(float64(d) * jitterFrac)
+	return d - spread + rand.N(2*spread+1)
+}
+
+// pauseCredential stops posts with a credential after a 429: for the wait
+// Data Center asked (Retry-After), or, for Cloud, which asks none, for a
+// wait that doubles with each 429 in a row, capped. Other credentials go on.
+func (r *Relay) pauseCredential(credential string, retryAfter time.Duration) time.Time {
+	r.pauseMu.Lock()
+	defer r.pauseMu.Unlock()
+	p := r.pauses[credential]
+	wait := retryAfter
+	if wait <= 0 {
+		p.backoff = min(max(p.backoff*2, pauseBase), pauseMax)
+		wait = jitter(p.backoff)
+	}
+	if until := time.Now().Add(wait); until.After(p.until) {
+		p.until = until
+	}
+	r.pauses[credential] = p
+	return p.until
+}
+
+func (r *Relay) pausedUntil(credential string) time.Time {
+	r.pauseMu.Lock()
+	defer r.pauseMu.Unlock()
+	if p := r.pauses[credential]; time.Now().Before(p.until) {
+		return p.until
+	}
+	return time.Time{}
+}
+
+// resume forgets a credential's backoff once a post with it succeeds.
+func (r *Relay) resume(credential string) {
+	r.pauseMu.Lock()
+	defer r.pauseMu.Unlock()
+	delete(r.pauses, credential)
+}

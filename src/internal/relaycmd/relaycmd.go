@@ -1,0 +1,165 @@
+// Package relaycmd is bitbucket-status-relay's command line: serve, check
+// and version, configuration from the environment, exit codes.
+package relaycmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relay"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
+)
+
+// Exit codes.
+const (
+	ExitOK = 0
+	// ExitFailed: a check failed, or the server stopped on an error.
+	ExitFailed = 1
+	// ExitUsage: a configuration or usage error, found before serving.
+	ExitUsage = 2
+)
+
+// Program is one run's outside world.
+type Program struct {
+	Version string
+	Env     map[string]string
+	Stdout  io.Writer
+	Stderr  io.Writer
+	// Transport, when set, sends every outgoing request (tests).
+	Transport http.RoundTripper
+}
+
+type usageError struct{ error }
+
+// Run runs args (without the program name) and returns the exit code.
+func (p *Program) Run(ctx context.Context, args []string) int {
+	secrets := &redact.Set{}
+	for _, name := range []string{"BITBUCKET_ACCESS_TOKEN", "BITBUCKET_OAUTH_CLIENT_SECRET", "BITBUCKET_RELAY_WEBHOOK_TOKEN",
+		"BITBUCKET_RELAY_SIGNING_TOKEN", "GITLAB_TOKEN"} {
+		secrets.Add(p.Env[name])
+		secrets.Add(strings.TrimSpace(p.Env[name]))
+	}
+	secrets.AddBasic(p.Env["BITBUCKET_USERNAME"], strings.TrimSpace(p.Env["BITBUCKET_ACCESS_TOKEN"]))
+	stdout, stderr := secrets.Writer(p.Stdout), secrets.Writer(p.Stderr)
+	help := &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
+	app := &cli.App{
+		Name: "bitbucket-status-relay", Usage: "GitLab pipeline webhooks in, Bitbucket build statuses out",
+		Writer: stdout, ErrWriter: stderr, HideHelp: true, HideVersion: true, Flags: []cli.Flag{help},
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{fmt.Errorf("%v (see bitbucket-status-relay --help)", err)}
+		},
+		Action: func(c *cli.Context) error {
+			if c.Bool("help") || c.NArg() == 0 || c.Args().First() == "help" {
+				fmt.Fprint(stdout, helpText())
+				return nil
+			}
+			return usageError{fmt.Errorf("unknown command %q: use serve, check or version (see --help)", c.Args().First())}
+		},
+		Commands: []*cli.Command{
+			{Name: "serve", Usage: "accept webhooks and post statuses", Action: func(c *cli.Context) error {
+				return p.serve(c.Context, secrets, stderr)
+			}},
+			{Name: "check", Usage: "check the configuration and every route's credential; post nothing", Action: func(c *cli.Context) error {
+				return p.check(c.Context, secrets, stdout, stderr)
+			}},
+			{Name: "version", Usage: "print the version", Action: func(*cli.Context) error {
+				fmt.Fprintf(stdout, "bitbucket-status-relay %s\n", p.Version)
+				return nil
+			}},
+		},
+	}
+	err := app.RunContext(ctx, append([]string{"bitbucket-status-relay"}, args...))
+	var ue usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "bitbucket-status-relay: %v\n", err)
+		return ExitUsage
+	}
+	fmt.Fprintf(stderr, "bitbucket-status-relay: %v\n", err)
+	return ExitFailed
+}
+
+func (p *Program) configure(ctx context.Context, secrets *redact.Set) (*relay.Config, error) {
+	e, err := relay.LoadEnv(ctx, p.Env)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	cfg, err := relay.Resolve(e, func(name string) string { return p.Env[name] })
+	if err != nil {
+		return nil, usageError{err}
+	}
+	for _, s := range cfg.Secrets {
+		secrets.Add(s)
+	}
+	return cfg, nil
+}
+
+func (p *Program) serve(ctx context.Context, secrets *redact.Set, stderr io.Writer) error {
+	cfg, err := p.configure(ctx, secrets)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenSQLite(ctx, cfg.Data)
+	if err != nil {
+		return fmt.Errorf("opening the store in %s (BITBUCKET_RELAY_DATA): %w", cfg.Data, err)
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return usageError{fmt.Errorf("BITBUCKET_RELAY_LISTEN is %q: %v", cfg.Listen, err)}
+	}
+	r := relay.New(cfg, st, relay.Options{Version: p.Version, Transport: p.Transport, Log: stderr})
+	return r.Serve(ctx, ln)
+}
+
+func (p *Program) check(ctx context.Context, secrets *redact.Set, stdout, stderr io.Writer) error {
+	cfg, err := p.configure(ctx, secrets)
+	if err != nil {
+		return err
+	}
+	r := relay.New(cfg, nil, relay.Options{Version: p.Version, Transport: p.Transport, Log: stderr})
+	if n := r.Check(ctx, stdout); n > 0 {
+		return fmt.Errorf("%d check(s) failed", n)
+	}
+	fmt.Fprintln(stdout, "configuration OK")
+	return nil
+}
+
+func helpText() string {
+	var b strings.Builder
+	b.WriteString(`bitbucket-status-relay: GitLab pipeline webhooks in, Bitbucket build statuses out.
+
+Usage:
+  bitbucket-status-relay serve     accept webhooks on POST /webhook and post statuses
+  bitbucket-status-relay check     check the configuration and every route's credential; post nothing
+  bitbucket-status-relay version   print the version
+
+Endpoints: POST /webhook, GET /healthz (alive), GET /readyz (store usable, not shutting down), GET /metrics.
+
+Environment (an empty variable counts as unset):
+`)
+	for _, v := range relay.Variables() {
+		fmt.Fprintf(&b, "  %s", v[0])
+		if v[1] != "" {
+			fmt.Fprintf(&b, " (default %s)", v[1])
+		}
+		fmt.Fprintf(&b, "\n      %s\n", v[2])
+	}
+	b.WriteString(`
+Exit codes: 0 ok; 1 a check failed or the server failed; 2 configuration or usage error.
+`)
+	return b.String()
+}
+
+func init() { cli.HelpFlag = nil }
