@@ -39,13 +39,13 @@ func TestParsePipelineHookErrors(t *testing.T) {
 	t.Parallel()
 	valid := `"object_attributes":{"id":1,"sha":"0123456789abcdef","status":"running"},"project":{"path_with_namespace":"a/b"}`
 	cases := map[string]string{
-		`[]`:                            "not a JSON pipeline payload: json: cannot unmarshal array into Go value of type gitlab.hookPayload",
-		`{"object_kind":"push"}`:        `object_kind is "push", not "pipeline"`,
-		`{"object_kind":"pipeline"}`:    "no object_attributes",
-		`{"object_kind":"pipeline",` + strings.Replace(valid, `"id":1`, `"id":0`, 1) + `}`: "object_attributes.id is missing",
-		`{"object_kind":"pipeline",` + strings.Replace(valid, `0123456789abcdef`, `main`, 1) + `}`: `object_attributes.sha is "main", not a commit hash`,
-		`{"object_kind":"pipeline",` + strings.Replace(valid, `running`, ``, 1) + `}`: "object_attributes.status is missing",
-		`{"object_kind":"pipeline",` + strings.Replace(valid, `a/b`, `b`, 1) + `}`: `project.path_with_namespace is "b", not a project path`,
+		`[]`:                         "not a JSON pipeline payload: json: cannot unmarshal array into Go value of type gitlab.hookPayload",
+		`{"object_kind":"push"}`:     `object_kind is "push", not "pipeline"`,
+		`{"object_kind":"pipeline"}`: "no object_attributes",
+		`{"object_kind":"pipeline",` + strings.Replace(valid, `"id":1`, `"id":0`, 1) + `}`:                            "object_attributes.id is missing",
+		`{"object_kind":"pipeline",` + strings.Replace(valid, `0123456789abcdef`, `main`, 1) + `}`:                    `object_attributes.sha is "main", not a commit hash`,
+		`{"object_kind":"pipeline",` + strings.Replace(valid, `running`, ``, 1) + `}`:                                 "object_attributes.status is missing",
+		`{"object_kind":"pipeline",` + strings.Replace(valid, `a/b`, `b`, 1) + `}`:                                    `project.path_with_namespace is "b", not a project path`,
 		`{"object_kind":"pipeline",` + strings.Replace(valid, `"id":1,`, `"id":1,"created_at":"yesterday",`, 1) + `}`: `object_attributes.created_at: "yesterday" is not a GitLab timestamp`,
 	}
 	for body, want := range cases {

@@ -27,7 +27,10 @@ func TestStatus(t *testing.T) {
 			State: state.InProgress, Name: "GitLab: acme/widgets #7", Description: "Pipeline #7 on main is running", URL: p.URL, Branch: "main", BuildNumber: "7"}},
 		{"tag: no branch", with(p, func(p *Pipeline) { p.Tag = "v1.2.3"; p.State = state.Stopped }), false, bitbucket.Status{Key: "gitlab/acme/widgets",
 			State: state.Stopped, Name: "GitLab: acme/widgets #7", Description: "Pipeline #7 for tag v1.2.3 was canceled or skipped", URL: p.URL, Tag: "v1.2.3", BuildNumber: "7"}},
-		{"long path", with(p, func(p *Pipeline) { p.ProjectPath = "platform-team/infrastructure/terraform-modules"; p.State = state.Failed }), false,
+		{"long path", with(p, func(p *Pipeline) {
+			p.ProjectPath = "platform-team/infrastructure/terraform-modules"
+			p.State = state.Failed
+		}), false,
 			bitbucket.Status{Key: "gitlab/../terraform-modules-db86cb41", State: state.Failed, Name: "GitLab: platform-team/infrastructure/terraform-modules #7",
 				Description: "Pipeline #7 on main failed", URL: p.URL, Branch: "main", BuildNumber: "7"}},
 	}

@@ -153,7 +153,9 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	}
 	// The default credential, as the job binary reads it.
 	spec := CredentialSpec{Username: e.Username, ClientID: e.OAuthClientID}
-	envOf := func(name string) string { return map[string]string{"BITBUCKET_ACCESS_TOKEN": e.AccessToken, "BITBUCKET_OAUTH_CLIENT_SECRET": e.OAuthClientSecret}[name] }
+	envOf := func(name string) string {
+		return map[string]string{"BITBUCKET_ACCESS_TOKEN": e.AccessToken, "BITBUCKET_OAUTH_CLIENT_SECRET": e.OAuthClientSecret}[name]
+	}
 	if e.AccessToken != "" {
 		spec.TokenEnv = "BITBUCKET_ACCESS_TOKEN"
 	}

@@ -24,7 +24,7 @@ var words = map[string]State{
 	"running": InProgress, "pending": InProgress, "created": InProgress, "manual": InProgress,
 	"scheduled": InProgress, "waiting_for_resource": InProgress, "preparing": InProgress,
 	"waiting_for_callback": InProgress, "inprogress": InProgress,
-	"passed":     Successful, "success": Successful, "successful": Successful,
+	"passed": Successful, "success": Successful, "successful": Successful,
 	"failed": Failed, "failure": Failed,
 	"canceled": Stopped, "canceling": Stopped, "cancelled": Stopped, "stopped": Stopped, "skipped": Stopped,
 }
