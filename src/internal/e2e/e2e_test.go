@@ -1,6 +1,7 @@
-// Package e2e drives the built bitbucket-status binary as a process against
-// a local server that behaves like Bitbucket (fakebitbucket), as a GitLab job
-// would run it: environment in, exit code and output out.
+// Package e2e drives the built binaries as processes against local servers
+// that behave like Bitbucket (fakebitbucket) and GitLab's API: the job binary
+// as a GitLab job runs it (environment in, exit code and output out), and the
+// relay as an operator runs it (webhooks in, signals, restarts).
 package e2e
 
 import (
@@ -27,7 +28,7 @@ const (
 	token = "E2E-SECRET-TOKEN-93b1"
 )
 
-var binary string
+var binary, relayBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "bitbucket-status-e2e")
@@ -40,6 +41,13 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the binary:", err)
+		os.Exit(1)
+	}
+	relayBinary = filepath.Join(dir, "bitbucket-status-relay")
+	build = exec.Command("go", "build", "-ldflags", "-X main.version=9.9.9-e2e", "-o", relayBinary, "../../cmd/bitbucket-status-relay")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the relay:", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -53,9 +53,9 @@ func (k SigningKey) Verify(id, timestamp, signatures string, body []byte, now ti
 	}
 	switch age := now.Sub(time.Unix(ts, 0)); {
 	case age > SignatureTolerance:
-		return fmt.Errorf("webhook-timestamp is %s old, more than %s: a replay, or a clock off", age.Round(time.Second), SignatureTolerance)
+		return fmt.Errorf("webhook-timestamp is %s old, more than %s: a replay, or a clock off", age.Truncate(time.Second), SignatureTolerance)
 	case age < -SignatureTolerance:
-		return fmt.Errorf("webhook-timestamp is %s in the future, more than %s: a clock off", (-age).Round(time.Second), SignatureTolerance)
+		return fmt.Errorf("webhook-timestamp is %s in the future, more than %s: a clock off", (-age).Truncate(time.Second), SignatureTolerance)
 	}
 	want := []byte(k.Sign(id, ts, body))
 	for _, sig := range strings.Fields(signatures) {

@@ -29,6 +29,8 @@ type Env struct {
 	Grace        string `env:"BITBUCKET_RELAY_GRACE_PERIOD, default=20s" help:"On SIGTERM, how long to finish the posts in flight; what is left stays in the store."`
 	Workers      int    `env:"BITBUCKET_RELAY_WORKERS, default=8" help:"Posts to Bitbucket at once."`
 	MaxBody      int64  `env:"BITBUCKET_RELAY_MAX_BODY, default=26214400" help:"Largest webhook body accepted, in bytes (GitLab.com's own maximum payload, 25 MB)."`
+	RetryBase    string `env:"BITBUCKET_RELAY_RETRY_BASE, default=2s" help:"First wait before posting a status again after a 5xx or no answer; doubles up to 2m, with no limit on tries."`
+	PauseBase    string `env:"BITBUCKET_RELAY_PAUSE_BASE, default=30s" help:"First pause of a credential after a Bitbucket Cloud 429 (which says no Retry-After); doubles up to 10m while 429s go on."`
 
 	AccessToken       string `env:"BITBUCKET_ACCESS_TOKEN" help:"The default credential: an access token (Bearer) or, with BITBUCKET_USERNAME, an API token or password (Basic)."`
 	Username          string `env:"BITBUCKET_USERNAME" help:"Send BITBUCKET_ACCESS_TOKEN with HTTP Basic as this user (an API token's Atlassian account email)."`
@@ -81,6 +83,8 @@ type Config struct {
 	Grace        time.Duration
 	Workers      int
 	MaxBody      int64
+	RetryBase    time.Duration
+	PauseBase    time.Duration
 	GitLab       *gitlab.Client // nil without GITLAB_TOKEN
 	// Credentials by name; "default" is the BITBUCKET_* variables' (absent
 	// when they are not set).
@@ -121,6 +125,12 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	}
 	if c.Grace, err = time.ParseDuration(e.Grace); err != nil || c.Grace <= 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_GRACE_PERIOD is %q: use a positive duration such as 20s", e.Grace)
+	}
+	if c.RetryBase, err = time.ParseDuration(e.RetryBase); err != nil || c.RetryBase <= 0 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_RETRY_BASE is %q: use a positive duration such as 2s", e.RetryBase)
+	}
+	if c.PauseBase, err = time.ParseDuration(e.PauseBase); err != nil || c.PauseBase <= 0 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_PAUSE_BASE is %q: use a positive duration such as 30s", e.PauseBase)
 	}
 	if c.Workers < 1 || c.Workers > 256 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_WORKERS is %d: use 1 to 256", c.Workers)

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -198,7 +199,13 @@ func (r *Relay) mirrorDestination(ctx context.Context, projectID int64) (Destina
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		u, err := r.cfg.GitLab.MirrorURL(ctx, projectID)
-		if err != nil {
+		var ae *gitlab.APIError
+		switch {
+		case errors.As(err, &ae) && !ae.Temporary():
+			// The token may not see the project's settings (Maintainer
+			// only): no mirror to follow; the default route decides.
+			r.log.Info("no mirror URL from GitLab", "project_id", projectID, "reason", err.Error())
+		case err != nil:
 			return Destination{}, false, fmt.Errorf("reading project %d's mirror URL from GitLab: %w", projectID, err)
 		}
 		m = mirrorEntry{url: u, fetched: time.Now()}
@@ -288,6 +295,10 @@ func (r *Relay) keep(cur *store.Row, in store.Report) bool {
 	case in.PipelineID != cur.PipelineID:
 		return in.PipelineID > cur.PipelineID
 	case in.State == cur.State && (cur.Pending || cur.LastError == ""):
+		return false
+	case !cur.Pending && cur.LastError == "" && cur.PostedPipeline == in.PipelineID && cur.PostedState == in.State:
+		// What Bitbucket already shows (after a re-read, it may differ from
+		// the event that triggered it).
 		return false
 	case r.cfg.GitLab != nil:
 		return true

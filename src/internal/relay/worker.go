@@ -29,12 +29,13 @@ const (
 	poll = 250 * time.Millisecond
 )
 
-// Retry delays: per status for failures that may pass (5xx, no answer),
-// per credential for Cloud's 429, which says no Retry-After.
-var (
-	retryBase  = 2 * time.Second
+// errPaused is the outcome of a row whose credential is paused.
+const errPaused = "waiting: the credential is paused by a rate limit"
+
+// Caps of the retry delays: per status for failures that may pass (5xx, no
+// answer), per credential for Cloud's 429, which says no Retry-After.
+const (
 	retryMax   = 2 * time.Minute
-	pauseBase  = 30 * time.Second
 	pauseMax   = 10 * time.Minute
 	jitterFrac = 0.2
 )
@@ -81,11 +82,15 @@ func (r *Relay) post(row store.Row) {
 	defer cancel()
 	start := time.Now()
 	o, attrs := r.attempt(ctx, row)
+	paused := o.Error == errPaused
 	r.metrics.latency.Observe(time.Since(start).Seconds())
 	attrs = append(attrs, "status", row.StatusID, "attempt", row.Attempts+1, "ms", time.Since(start).Milliseconds())
-	if o.Error == "" {
+	switch {
+	case o.Error == "":
 		r.log.Info("status posted", attrs...)
-	} else {
+	case paused:
+		r.log.Info("status waits for its credential's rate-limit pause", append(attrs, "until", o.RetryAt.Format(time.RFC3339))...)
+	default:
 		r.log.Warn("status not posted", append(attrs, "error", o.Error)...)
 	}
 	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -111,7 +116,7 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, []an
 	}
 	if until := r.pausedUntil(d.Credential); !until.IsZero() {
 		r.metrics.posts.WithLabelValues("paused", "none").Inc()
-		return store.Outcome{RetryAt: until, Error: "the credential is paused by a rate limit until " + until.Format(time.RFC3339)}, attrs
+		return store.Outcome{RetryAt: until, Error: errPaused}, attrs
 	}
 	if r.cfg.GitLab != nil {
 		now, err := r.cfg.GitLab.Pipeline(ctx, p.ProjectID, p.ID)
@@ -122,7 +127,7 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, []an
 			return store.Outcome{Done: true, Error: "re-reading the pipeline: " + err.Error()}, attrs
 		case err != nil:
 			r.metrics.posts.WithLabelValues("retry", "none").Inc()
-			wait := backoff(row.Attempts)
+			wait := r.backoff(row.Attempts)
 			if ae != nil && ae.RetryAfter > wait {
 				wait = ae.RetryAfter
 			}
@@ -154,36 +159,50 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, []an
 		}
 		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID}, append(attrs, "code", posted.StatusCode)
 	}
-	run := &config.Run{Cloud: d.Cloud, DataCenter: d.DataCenter, Commit: p.SHA, Status: s, Auth: client.Auth, Timeout: postTimeout,
-		From: config.Origins{Owner: d.Via, Slug: d.Via, Commit: "the pipeline's commit", Server: d.Via}}
-	why := explain.Failure(err, run, true)
 	var he *bitbucket.HTTPError
 	switch {
 	case errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests:
 		until := r.pauseCredential(d.Credential, he.RetryAfter)
 		r.metrics.posts.WithLabelValues("retry", "429").Inc()
-		return store.Outcome{RetryAt: until, Error: why}, append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
+		return store.Outcome{RetryAt: until, Error: rateLimited(he)}, append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
 	case he != nil && he.StatusCode >= 500:
 		r.metrics.posts.WithLabelValues("retry", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{RetryAt: time.Now().Add(backoff(row.Attempts)), Error: why}, append(attrs, "code", he.StatusCode)
+		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: he.Error()}, append(attrs, "code", he.StatusCode)
 	case he != nil:
-		// 400, 401, 403, 404: refused for good; the next event tries again.
+		// 400, 401, 403, 404: refused for good, with what the job binary
+		// would say about it; the next event for the status tries again.
+		run := &config.Run{Cloud: d.Cloud, DataCenter: d.DataCenter, Commit: p.SHA, Status: s, Auth: client.Auth, Timeout: postTimeout,
+			From: config.Origins{Owner: d.Via, Slug: d.Via, Commit: "the pipeline's commit", Server: d.Via}}
 		r.metrics.posts.WithLabelValues("refused", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{Done: true, Error: why}, append(attrs, "code", he.StatusCode)
+		return store.Outcome{Done: true, Error: explain.Failure(err, run, true)}, append(attrs, "code", he.StatusCode)
 	}
 	r.metrics.posts.WithLabelValues("retry", "none").Inc()
-	return store.Outcome{RetryAt: time.Now().Add(backoff(row.Attempts)), Error: why}, attrs
+	return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: err.Error()}, attrs
 }
 
 // backoff is the wait before retrying a status that failed attempts times:
-// doubling from retryBase to retryMax, with jitter; never giving up, so a
-// Bitbucket down for an hour gets every status when it is back.
-func backoff(attempts int) time.Duration {
-	d := retryBase << min(attempts, 20)
+// doubling from BITBUCKET_RELAY_RETRY_BASE to retryMax, with jitter; never
+// giving up, so a Bitbucket down for an hour gets every status when it is
+// back.
+func (r *Relay) backoff(attempts int) time.Duration {
+	d := r.cfg.RetryBase << min(attempts, 20)
 	if d > retryMax || d <= 0 {
 		d = retryMax
 	}
 	return jitter(d)
+}
+
+// rateLimited says what a 429 means for the relay: it waits, by itself.
+func rateLimited(he *bitbucket.HTTPError) string {
+	said := ""
+	if s := he.Said(); s != "" {
+		said = ": " + s
+	}
+	if he.RetryAfter > 0 {
+		return fmt.Sprintf("Bitbucket answered 429 Too Many Requests%s; it asked to wait %s: every post with this credential waits", said, he.RetryAfter)
+	}
+	return "Bitbucket answered 429 Too Many Requests" + said + "; the credential's hourly rate limit is used up: every post with it waits, " +
+		"longer each time the limit is still reached. Give busy projects a credential of their own (a route with its own credential)"
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -198,9 +217,14 @@ func (r *Relay) pauseCredential(credential string, retryAfter time.Duration) tim
 	r.pauseMu.Lock()
 	defer r.pauseMu.Unlock()
 	p := r.pauses[credential]
+	if time.Now().Before(p.until) {
+		// Posts that were in flight when the pause began get the same 429:
+		// one pause, not one doubling per worker.
+		return p.until
+	}
 	wait := retryAfter
 	if wait <= 0 {
-		p.backoff = min(max(p.backoff*2, pauseBase), pauseMax)
+		p.backoff = min(max(p.backoff*2, r.cfg.PauseBase), pauseMax)
 		wait = jitter(p.backoff)
 	}
 	if until := time.Now().Add(wait); until.After(p.until) {
