@@ -578,7 +578,7 @@ routes:
 	}
 	eventually(t, "both routes posted", func() bool { return len(bb.posted()) == 2 }, func() string { return fmt.Sprint(bb.Requests()) + r.log() })
 	want := map[string][]string{
-		"/2.0/repositories/acme/platform-widgets/commit/" + sha + "/statuses/build gitlab/acme/platform/widgets":           {"SUCCESSFUL"},
+		"/2.0/repositories/acme/platform-widgets/commit/" + sha + "/statuses/build gitlab/acme/platform/widgets":     {"SUCCESSFUL"},
 		"/bitbucket/rest/api/latest/projects/LEG/repos/gadgets/commits/" + sha + "/builds gitlab/legacy/a/b/gadgets": {"SUCCESSFUL"},
 	}
 	if got := bb.posted(); fmt.Sprint(got) != fmt.Sprint(want) {
