@@ -302,6 +302,9 @@ func (r *Relay) keep(cur *store.Row, in store.Report) bool {
 		return false
 	case r.cfg.GitLab != nil:
 		return true
+	case in.State == cur.State:
+		// Refused last time: this event tries again.
+		return true
 	case cur.Final && !in.Final:
 		return false
 	case cur.Final && in.Final:

@@ -1,0 +1,264 @@
+package relay
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
+)
+
+const sha = "0123456789abcdef0123456789abcdef01234567"
+
+// TestSameStatusAsTheJobs: for the same pipeline, the relay computes exactly
+// the status the component's jobs post, on Cloud and Data Center, for a
+// branch and a tag, so switching or running both shows one status.
+func TestSameStatusAsTheJobs(t *testing.T) {
+	t.Parallel()
+	created := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	finished := created.Add(95 * time.Second)
+	for _, c := range []struct {
+		name       string
+		gitlabWord string
+		tag        bool
+		dataCenter bool
+	}{
+		{"cloud, branch, running", "running", false, false},
+		{"cloud, branch, success", "success", false, false},
+		{"cloud, tag, failed", "failed", true, false},
+		{"cloud, canceling", "canceling", false, false},
+		{"data center, branch, canceled", "canceled", false, true},
+		{"data center, tag, success", "success", true, true},
+		{"data center, manual", "manual", false, true},
+	} {
+		p := gitlab.Pipeline{ID: 2045, IID: 7, ProjectID: 42, ProjectPath: "acme/platform/widgets", Ref: "main", Tag: c.tag, SHA: sha,
+			Status: c.gitlabWord, URL: "https://gitlab.example.com/acme/platform/widgets/-/pipelines/2045", CreatedAt: created}
+		env := map[string]string{"CI_COMMIT_SHA": sha, "CI_PROJECT_PATH": "acme/platform/widgets", "CI_PIPELINE_IID": "7",
+			"CI_PIPELINE_URL": p.URL, "CI_PIPELINE_CREATED_AT": created.Format(time.RFC3339), "BITBUCKET_NAMESPACE": "acme",
+			"BITBUCKET_REPOSITORY": "widgets", "CI_COMMIT_REF_NAME": "main"}
+		if c.tag {
+			env["CI_COMMIT_TAG"] = "main"
+		} else {
+			env["CI_COMMIT_BRANCH"] = "main"
+		}
+		d := Destination{Cloud: &bitbucket.Cloud{API: bitbucket.DefaultCloudAPI, Workspace: "acme", Slug: "widgets"}}
+		if c.dataCenter {
+			d = Destination{DataCenter: &bitbucket.DataCenter{Server: "https://git.example.com", Project: "PROJ", Slug: "widgets"}}
+			env["BITBUCKET_SERVER_URL"], env["BITBUCKET_PROJECT"] = "https://git.example.com", "PROJ"
+			delete(env, "BITBUCKET_NAMESPACE")
+		}
+		st, _ := state.Parse(c.gitlabWord)
+		if st.Final() {
+			p.FinishedAt = finished
+		}
+		e, err := config.Load(context.Background(), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The job posts when the pipeline ends: its clock reads finished_at.
+		run, err := config.Resolve(e, config.Options{State: st, Now: finished})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := statusOf(p, d)
+		if err != nil || got != run.Status {
+			t.Errorf("%s:\nrelay %+v (%v)\n job  %+v", c.name, got, err, run.Status)
+		}
+	}
+}
+
+func row(pipeline int64, st string, final bool, finished time.Time) *store.Row {
+	return &store.Row{Report: store.Report{PipelineID: pipeline, State: st, Final: final, FinishedAt: finished}}
+}
+
+func TestOrderingRule(t *testing.T) {
+	t.Parallel()
+	t1 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	t2 := t1.Add(time.Minute)
+	in := func(pipeline int64, st string, final bool, finished time.Time) store.Report {
+		return store.Report{PipelineID: pipeline, State: st, Final: final, FinishedAt: finished}
+	}
+	posted := func(r *store.Row) *store.Row { r.PostedPipeline, r.PostedState = r.PipelineID, r.State; return r }
+	refused := func(r *store.Row) *store.Row { r.LastError = "403"; return r }
+	pending := func(r *store.Row) *store.Row { r.Pending = true; return r }
+	for _, c := range []struct {
+		name          string
+		cur           *store.Row
+		in            store.Report
+		withoutGitLab bool
+		withGitLab    bool
+	}{
+		{"first event", nil, in(1, "INPROGRESS", false, time.Time{}), true, true},
+		{"a newer pipeline supersedes", posted(row(1, "SUCCESSFUL", true, t1)), in(2, "INPROGRESS", false, time.Time{}), true, true},
+		{"a late event of an older pipeline is ignored", pending(row(2, "INPROGRESS", false, time.Time{})), in(1, "FAILED", true, t2), false, false},
+		{"a duplicate while pending", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "INPROGRESS", false, time.Time{}), false, false},
+		{"a duplicate of what was posted", posted(row(1, "SUCCESSFUL", true, t1)), in(1, "SUCCESSFUL", true, t1), false, false},
+		{"the same state after a refusal tries again", refused(row(1, "SUCCESSFUL", true, t1)), in(1, "SUCCESSFUL", true, t1), true, true},
+		{"final then running (a retry started): without GitLab, final stays", posted(row(1, "FAILED", true, t1)), in(1, "INPROGRESS", false, time.Time{}), false, true},
+		{"running then final", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "SUCCESSFUL", true, t1), true, true},
+		{"final then a later final (the retry's result)", posted(row(1, "FAILED", true, t1)), in(1, "SUCCESSFUL", true, t2), true, true},
+		{"final then an earlier final (out of order)", posted(row(1, "SUCCESSFUL", true, t2)), in(1, "FAILED", true, t1), false, true},
+	} {
+		without := &Relay{cfg: &Config{}}
+		with := &Relay{cfg: &Config{GitLab: &gitlab.Client{}}}
+		if got := without.keep(c.cur, c.in); got != c.withoutGitLab {
+			t.Errorf("%s, without GITLAB_TOKEN: keep = %v", c.name, got)
+		}
+		if got := with.keep(c.cur, c.in); got != c.withGitLab {
+			t.Errorf("%s, with GITLAB_TOKEN: keep = %v", c.name, got)
+		}
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	f, err := ParseRoutes([]byte(`
+credentials:
+  platform: {token_env: PLATFORM_TOKEN}
+routes:
+  - project: acme/platform/*
+    cloud: acme/pf-{1}
+    credential: platform
+    name: "Platform {name} #{iid}"
+  - project: legacy/**
+    data_center: https://git.example.com/bitbucket/
+    repository: LEG/{name}
+    key: ci/{path}
+  - project: Sandbox/**
+    skip: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := checkRoutes(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{routes: routes, defaultCloudAPI: bitbucket.DefaultCloudAPI,
+		Credentials: map[string]bitbucket.Auth{DefaultCredential: {Kind: bitbucket.Bearer, Token: "t"}, "platform": {Kind: bitbucket.Bearer, Token: "p"}}}
+	r := &Relay{cfg: cfg}
+	for _, c := range []struct {
+		path, want string
+	}{
+		{"acme/platform/widgets", "cloud acme/pf-widgets credential=platform key= name=Platform widgets #7 via=route 1 (acme/platform/*)"},
+		{"legacy/a/b/gadgets", "dc https://git.example.com/bitbucket LEG/gadgets credential=default key=ci/legacy/a/b/gadgets name= via=route 2 (legacy/**)"},
+		{"sandbox/toys", "skip: route 3 (Sandbox/**) says skip"},
+		{"acme/platform/deep/widgets", "skip: acme/platform/deep/widgets is in a subgroup, which cannot be a Bitbucket workspace: add a route for it (BITBUCKET_RELAY_ROUTES)"},
+		{"acme/widgets", "cloud acme/widgets credential=default key= name= via=the default route (group/project)"},
+	} {
+		d, err := r.destination(context.Background(), gitlab.Pipeline{ProjectPath: c.path, IID: 7})
+		var got string
+		switch {
+		case err != nil:
+			got = "skip: " + err.Error()
+		case d.Cloud != nil:
+			got = "cloud " + d.Cloud.Workspace + "/" + d.Cloud.Slug
+		default:
+			got = "dc " + d.DataCenter.Server + " " + d.DataCenter.Project + "/" + d.DataCenter.Slug
+		}
+		if err == nil {
+			got += " credential=" + d.Credential + " key=" + d.Key + " name=" + d.Name + " via=" + d.Via
+		}
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.path, got, c.want)
+		}
+	}
+}
+
+func TestRoutesFileErrors(t *testing.T) {
+	t.Parallel()
+	for file, want := range map[string]string{
+		"routes:\n  - project: a/*\n    clod: a/b\n":                              "yaml: unmarshal errors:\n  line 3: field clod not found in type relay.RouteSpec",
+		"routes:\n  - cloud: a/b\n":                                               "route 1: project is missing: give a GitLab project path pattern such as group/* or group/**",
+		"routes:\n  - project: a/**/b\n    cloud: a/b\n":                          `route 1 (project "a/**/b"): a pattern segment is a name, * (one segment) or a final ** (the rest)`,
+		"routes:\n  - project: a/*\n":                                             `route 1 (project "a/*"): set exactly one of cloud (workspace/slug), data_center (with repository) or skip`,
+		"routes:\n  - project: a/*\n    data_center: https://x\n":                 `route 1 (project "a/*"): data_center needs repository: PROJECT/slug`,
+		"routes:\n  - project: a/*\n    cloud: a/b\n    credential: nope\n":       `route 1 (project "a/*"): credential "nope" is not defined under credentials`,
+		"routes:\n  - project: a/*\n    cloud: a/b\n    repository: P/b\n":        `route 1 (project "a/*"): repository is for data_center; for Bitbucket Cloud, cloud is workspace/slug`,
+		"routes:\n  - project: a/*\n    cloud: a/b\n    data_center: https://x\n": `route 1 (project "a/*"): set exactly one of cloud (workspace/slug), data_center (with repository) or skip`,
+	} {
+		f, err := ParseRoutes([]byte(file))
+		if err == nil {
+			_, err = checkRoutes(f)
+		}
+		if err == nil || err.Error() != want {
+			t.Errorf("%q:\n got %v\nwant %s", file, err, want)
+		}
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	env := func(name string) string {
+		return map[string]string{"TOK": "  secret-token\n", "BAD": "tok\nen", "SEC": "oauth-secret"}[name]
+	}
+	for _, c := range []struct {
+		spec CredentialSpec
+		want string
+	}{
+		{CredentialSpec{TokenEnv: "TOK"}, "Bearer [REDACTED]"},
+		{CredentialSpec{TokenEnv: "TOK", Username: "ci@example.com"}, `Basic [REDACTED] (user "ci@example.com")`},
+		{CredentialSpec{ClientID: "key", ClientSecretEnv: "SEC"}, `Bearer [REDACTED] (an OAuth access token for client "key" from https://bitbucket.org/site/oauth2/access_token)`},
+		{CredentialSpec{TokenEnv: "MISSING"}, `error: credential "c": token: the environment variable MISSING is not set`},
+		{CredentialSpec{TokenEnv: "BAD"}, `error: credential "c": token contains a line break or another control character: keep only the secret`},
+		{CredentialSpec{TokenEnv: "TOK", TokenFile: "/x"}, `error: credential "c": token: set token_env or token_file, not both`},
+		{CredentialSpec{TokenFile: "/nonexistent/token"}, `error: credential "c": token: open /nonexistent/token: no such file or directory`},
+		{CredentialSpec{Username: "u"}, `error: credential "c": set token_env or token_file (or client_id and a client secret)`},
+		{CredentialSpec{ClientID: "key"}, `error: credential "c": client_id needs client_secret_env or client_secret_file`},
+		{CredentialSpec{ClientID: "key", ClientSecretEnv: "SEC", TokenEnv: "TOK"}, `error: credential "c": give either a token or an OAuth client_id, not both`},
+	} {
+		a, err := credentialAuth("c", c.spec, env, "https://bitbucket.org/site/oauth2/access_token")
+		got := a.String()
+		if err != nil {
+			got = "error: " + err.Error()
+		}
+		if got != c.want {
+			t.Errorf("%+v:\n got %s\nwant %s", c.spec, got, c.want)
+		}
+		if strings.Contains(got, "secret-token") || strings.Contains(got, "oauth-secret") {
+			t.Errorf("%+v: a secret in %q", c.spec, got)
+		}
+	}
+	if a, _ := credentialAuth("c", CredentialSpec{TokenEnv: "TOK"}, env, ""); a.Token != "secret-token" {
+		t.Errorf("the token is not trimmed: %q", a.Token)
+	}
+}
+
+func TestBackoffAndPause(t *testing.T) {
+	t.Parallel()
+	r := &Relay{cfg: &Config{RetryBase: 2 * time.Second, PauseBase: 30 * time.Second}, pauses: map[string]pause{}}
+	for attempts, want := range map[int]time.Duration{0: 2 * time.Second, 1: 4 * time.Second, 3: 16 * time.Second, 10: retryMax, 60: retryMax} {
+		if got := r.backoff(attempts); got < want*8/10 || got > want*12/10 {
+			t.Errorf("backoff(%d) = %s, want %s ± 20%%", attempts, got, want)
+		}
+	}
+	// Cloud: no Retry-After; the pause doubles only once per pause, however
+	// many posts were in flight.
+	first := r.pauseCredential("cloud", 0)
+	if d := time.Until(first); d < 23*time.Second || d > 37*time.Second {
+		t.Errorf("first pause %s", d)
+	}
+	if again := r.pauseCredential("cloud", 0); !again.Equal(first) {
+		t.Errorf("a 429 during the pause moved it: %s -> %s", first, again)
+	}
+	if r.pausedUntil("cloud").IsZero() || !r.pausedUntil("other").IsZero() {
+		t.Error("the pause is not per credential")
+	}
+	r.pauses["cloud"] = pause{until: time.Now().Add(-time.Second), backoff: 30 * time.Second}
+	if d := time.Until(r.pauseCredential("cloud", 0)); d < 47*time.Second || d > 73*time.Second {
+		t.Errorf("second pause %s, want 60s ± 20%%", d)
+	}
+	// Data Center says how long.
+	if d := time.Until(r.pauseCredential("dc", 7*time.Second)); d < 6*time.Second || d > 7*time.Second {
+		t.Errorf("Retry-After pause %s", d)
+	}
+	r.resume("cloud")
+	if !r.pausedUntil("cloud").IsZero() {
+		t.Error("resume did not lift the pause")
+	}
+}
