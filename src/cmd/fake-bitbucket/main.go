@@ -21,6 +21,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/fakebitbucket"
@@ -35,6 +37,8 @@ func main() {
 	caListen := flag.String("ca-listen", "", "with -self-signed: serve the CA certificate at http://ADDR/ca.pem")
 	dcVersion := flag.String("dc-version", "", "the Bitbucket Data Center version to behave as (default 9.4): 7.21 has no CANCELLED, 7.3 no builds API, 6.10 no capabilities")
 	notFound := flag.String("not-found-shape", "", "how Data Center answers an unknown route: null-for-uri, http-404 or xml (default by version)")
+	delay := flag.Duration("delay", 0, "answer every request this much later (a slow Bitbucket, for benchmarks)")
+	rateLimited := flag.Duration("rate-limited-for", 0, "answer every request with Cloud's 429 (plain text, no Retry-After) for this long after start")
 	flag.Parse()
 
 	s := &fakebitbucket.Server{
@@ -46,7 +50,27 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = s
+	if *delay > 0 || *rateLimited > 0 {
+		started := time.Now()
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/_") {
+				s.ServeHTTP(w, r)
+				return
+			}
+			time.Sleep(*delay)
+			if time.Since(started) < *rateLimited {
+				rateLimitedRequests.Add(1)
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusTooManyRequests)
+				_, _ = w.Write([]byte("Rate limit for this resource has been exceeded"))
+				return
+			}
+			s.ServeHTTP(w, r)
+		})
+	}
+	http.HandleFunc("/_rate-limited", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, rateLimitedRequests.Load()) })
+	srv := &http.Server{Handler: mux(handler), ReadHeaderTimeout: 10 * time.Second}
 	if *selfSigned != "" {
 		caPEM, leaf, err := selfSignedCertificate(*selfSigned)
 		if err != nil {
@@ -80,6 +104,16 @@ func main() {
 		err = srv.Serve(ln)
 	}
 	log.Fatal(err)
+}
+
+// rateLimitedRequests counts the 429s answered, for benchmarks (GET /_rate-limited).
+var rateLimitedRequests atomic.Int64
+
+func mux(h http.Handler) http.Handler {
+	m := http.NewServeMux()
+	m.Handle("/_rate-limited", http.DefaultServeMux)
+	m.Handle("/", h)
+	return m
 }
 
 // selfSignedCertificate makes a CA and a server certificate for host signed

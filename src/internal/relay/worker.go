@@ -43,30 +43,44 @@ const (
 // Work posts what is due until ctx ends, then waits for the posts in flight.
 func (r *Relay) Work(ctx context.Context) {
 	slots := make(chan struct{}, r.cfg.Workers)
+	// freed says a post ended, so its slot can take the next row at once.
+	freed := make(chan struct{}, 1)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
 	for ctx.Err() == nil {
 		free := cap(slots) - len(slots)
-		var rows []store.Row
-		if free > 0 {
-			var err error
-			if rows, err = r.store.Claim(ctx, r.owner, time.Now(), lease, free); err != nil && ctx.Err() == nil {
-				r.log.Error("claiming work", "error", err.Error())
+		if free == 0 {
+			select {
+			case <-ctx.Done():
+			case <-freed:
 			}
+			continue
+		}
+		rows, err := r.store.Claim(ctx, r.owner, time.Now(), lease, free)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("claiming work", "error", err.Error())
 		}
 		for _, row := range rows {
 			slots <- struct{}{}
 			inflight.Add(1)
 			go func() {
-				defer func() { <-slots; inflight.Done() }()
+				defer func() {
+					<-slots
+					inflight.Done()
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
 				r.post(row)
 			}()
 		}
-		if len(rows) > 0 && len(rows) == free {
-			continue
+		if err == nil && len(rows) == free {
+			continue // more may be due
 		}
+		// Nothing more is due: wait for new work or a retry's time.
 		select {
 		case <-ctx.Done():
 		case <-r.wake:

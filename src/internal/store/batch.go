@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 )
@@ -10,20 +11,20 @@ import (
 // fsync, small enough that the first caller is not kept long.
 const maxBatch = 512
 
-// submission is one Accept call waiting for its transaction.
+// submission is one write waiting for its transaction: an accept, a claim
+// or a finish.
 type submission struct {
-	reports []Report
-	keep    Keep
-	changed []bool
-	done    chan error
+	apply func(context.Context, *sql.Tx) error
+	done  chan error
 }
 
-// batcher is group commit: one goroutine takes every submission waiting,
-// writes them in one transaction, and answers each. Under load the batches
-// grow by themselves, so a single fsync serves many webhooks; alone, a
-// webhook waits for its own transaction only.
+// batcher is group commit: one goroutine takes every write waiting, applies
+// them in one transaction, and answers each. Under load the batches grow by
+// themselves, so one fsync serves many webhooks and posts; alone, a write
+// waits for its own transaction only. A write that fails is rolled back
+// alone (a savepoint), without failing the others.
 type batcher struct {
-	write func(context.Context, []*submission) error
+	db    *sql.DB
 	queue chan *submission
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -32,28 +33,26 @@ type batcher struct {
 
 var errClosed = errors.New("the store is closed")
 
-func newBatcher(write func(context.Context, []*submission) error) *batcher {
-	b := &batcher{write: write, queue: make(chan *submission, maxBatch), stop: make(chan struct{})}
+func newBatcher(db *sql.DB) *batcher {
+	b := &batcher{db: db, queue: make(chan *submission, maxBatch), stop: make(chan struct{})}
 	b.wg.Add(1)
 	go b.run()
 	return b
 }
 
-func (b *batcher) submit(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
-	sub := &submission{reports: reports, keep: keep, done: make(chan error, 1)}
+// submit applies a write durably, in the next transaction.
+func (b *batcher) submit(ctx context.Context, apply func(context.Context, *sql.Tx) error) error {
+	sub := &submission{apply: apply, done: make(chan error, 1)}
 	select {
 	case b.queue <- sub:
 	case <-b.stop:
-		return nil, errClosed
+		return errClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	// Once queued, the write happens: wait for it even if the caller gives
 	// up, so a late answer never hides a stored event.
-	if err := <-sub.done; err != nil {
-		return nil, err
-	}
-	return sub.changed, nil
+	return <-sub.done
 }
 
 func (b *batcher) run() {
@@ -81,9 +80,34 @@ func (b *batcher) run() {
 }
 
 func (b *batcher) flush(subs []*submission) {
-	err := b.write(context.Background(), subs)
-	for _, sub := range subs {
-		sub.done <- err
+	ctx := context.Background()
+	errs := make([]error, len(subs))
+	err := func() error {
+		tx, err := b.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		for i, sub := range subs {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT one"); err != nil {
+				return err
+			}
+			if errs[i] = sub.apply(ctx, tx); errs[i] != nil {
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO one"); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, "RELEASE one"); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	for i, sub := range subs {
+		if err != nil {
+			errs[i] = err
+		}
+		sub.done <- errs[i]
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 type SQLite struct {
 	db    *sql.DB
 	batch *batcher
+	// Statements prepared once: SQLite parsing a statement costs more than
+	// running it (half the CPU of an accept, measured).
+	get, upsert, project, claim, finishDone, finishRetry *sql.Stmt
 }
 
 const schema = `
@@ -42,7 +45,7 @@ CREATE TABLE IF NOT EXISTS statuses (
 	posted_pipeline INTEGER NOT NULL DEFAULT 0,
 	last_error TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS statuses_due ON statuses (next_attempt_at) WHERE pending = 1;
+CREATE INDEX IF NOT EXISTS statuses_due ON statuses (next_attempt_at, accepted_at) WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS projects (
 	id INTEGER PRIMARY KEY,
 	path TEXT NOT NULL,
@@ -56,7 +59,7 @@ func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
 		return nil, fmt.Errorf("creating the data directory: %w", err)
 	}
 	path := filepath.Join(dir, "relay.db")
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-16000)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -73,9 +76,46 @@ func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	s := &SQLite{db: db}
-	s.batch = newBatcher(s.acceptTx)
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.get, `SELECT ` + rowColumns + ` FROM statuses WHERE id = ?`},
+		{&s.upsert, upsertSQL}, {&s.project, projectSQL}, {&s.claim, claimSQL},
+		{&s.finishDone, finishDoneSQL}, {&s.finishRetry, finishRetrySQL},
+	} {
+		if *p.stmt, err = db.PrepareContext(ctx, p.sql); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("preparing %q: %w", p.sql, err)
+		}
+	}
+	s.batch = newBatcher(db)
 	return s, nil
 }
+
+const (
+	upsertSQL = `
+INSERT INTO statuses (id, credential, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?)
+ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, pipeline_id = excluded.pipeline_id, state = excluded.state,
+	final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
+	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending = 1 THEN statuses.accepted_at ELSE excluded.accepted_at END,
+	pending = 1, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`
+	projectSQL = `INSERT INTO projects (id, path) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET path = excluded.path`
+	claimSQL   = `
+UPDATE statuses SET lease_owner = ?, lease_until = ? WHERE id IN (
+	SELECT id FROM statuses WHERE pending = 1 AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, accepted_at LIMIT ?)
+RETURNING ` + rowColumns
+	finishDoneSQL = `
+UPDATE statuses SET pending = CASE WHEN version = ? THEN 0 ELSE 1 END, attempts = 0, next_attempt_at = 0,
+	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?,
+	posted_state = CASE WHEN ? <> '' THEN ? ELSE posted_state END, posted_pipeline = CASE WHEN ? <> 0 THEN ? ELSE posted_pipeline END
+WHERE id = ? AND lease_owner = ?`
+	finishRetrySQL = `
+UPDATE statuses SET attempts = attempts + 1, next_attempt_at = CASE WHEN version = ? THEN ? ELSE 0 END,
+	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?
+WHERE id = ? AND lease_owner = ?`
+)
 
 func ms(t time.Time) int64 {
 	if t.IsZero() {
@@ -93,47 +133,38 @@ func fromMS(v int64) time.Time {
 
 // Accept implements Store.
 func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
-	return s.batch.submit(ctx, reports, keep)
-}
-
-// acceptTx writes a batch of submissions in one transaction.
-func (s *SQLite) acceptTx(ctx context.Context, subs []*submission) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	now := time.Now()
-	for _, sub := range subs {
-		sub.changed = make([]bool, len(sub.reports))
-		for i, r := range sub.reports {
-			cur, err := getRow(ctx, tx, r.StatusID)
+	changed := make([]bool, len(reports))
+	err := s.batch.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		now := time.Now()
+		get, upsert, project := tx.StmtContext(ctx, s.get), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.project)
+		for i, r := range reports {
+			cur, err := scanRow(get.QueryRowContext(ctx, r.StatusID))
+			if errors.Is(err, sql.ErrNoRows) {
+				cur, err = nil, nil
+			}
 			if err != nil {
 				return err
 			}
-			if !sub.keep(cur, r) {
+			if !keep(cur, r) {
 				continue
 			}
-			sub.changed[i] = true
-			if _, err := tx.ExecContext(ctx, `
-INSERT INTO statuses (id, credential, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?)
-ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, pipeline_id = excluded.pipeline_id, state = excluded.state,
-	final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
-	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending = 1 THEN statuses.accepted_at ELSE excluded.accepted_at END,
-	pending = 1, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`,
-				r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID, ms(now), ms(now)); err != nil {
+			changed[i] = true
+			if _, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body,
+				r.ProjectID, ms(now), ms(now)); err != nil {
 				return err
 			}
 			if r.ProjectID > 0 {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO projects (id, path) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET path = excluded.path`,
-					r.ProjectID, r.ProjectPath); err != nil {
+				if _, err := project.ExecContext(ctx, r.ProjectID, r.ProjectPath); err != nil {
 					return err
 				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return tx.Commit()
+	return changed, nil
 }
 
 const rowColumns = `id, credential, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at,
@@ -152,60 +183,51 @@ func scanRow(sc scanner) (*Row, error) {
 	return &r, nil
 }
 
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getRow(ctx context.Context, q querier, id string) (*Row, error) {
-	r, err := scanRow(q.QueryRowContext(ctx, `SELECT `+rowColumns+` FROM statuses WHERE id = ?`, id))
+// Get implements Store.
+func (s *SQLite) Get(ctx context.Context, id string) (*Row, error) {
+	r, err := scanRow(s.get.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	return r, err
 }
 
-// Get implements Store.
-func (s *SQLite) Get(ctx context.Context, id string) (*Row, error) { return getRow(ctx, s.db, id) }
-
 // Claim implements Store.
 func (s *SQLite) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
-	rows, err := s.db.QueryContext(ctx, `
-UPDATE statuses SET lease_owner = ?, lease_until = ? WHERE id IN (
-	SELECT id FROM statuses WHERE pending = 1 AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, accepted_at LIMIT ?)
-RETURNING `+rowColumns, owner, ms(now.Add(lease)), ms(now), ms(now), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []Row
-	for rows.Next() {
-		r, err := scanRow(rows)
+	err := s.batch.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = nil
+		rows, err := tx.StmtContext(ctx, s.claim).QueryContext(ctx, owner, ms(now.Add(lease)), ms(now), ms(now), limit)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, *r)
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRow(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, *r)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // Finish implements Store. A row that a newer event changed meanwhile stays
 // pending and due at once, whatever this attempt's outcome.
 func (s *SQLite) Finish(ctx context.Context, owner string, row Row, o Outcome) error {
-	now := ms(time.Now())
-	var err error
-	if o.Done {
-		_, err = s.db.ExecContext(ctx, `
-UPDATE statuses SET pending = CASE WHEN version = ? THEN 0 ELSE 1 END, attempts = 0, next_attempt_at = 0,
-	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?,
-	posted_state = CASE WHEN ? <> '' THEN ? ELSE posted_state END, posted_pipeline = CASE WHEN ? <> 0 THEN ? ELSE posted_pipeline END
-WHERE id = ? AND lease_owner = ?`, row.Version, o.Error, now, o.PostedState, o.PostedState, o.PostedPipeline, o.PostedPipeline, row.StatusID, owner)
-	} else {
-		_, err = s.db.ExecContext(ctx, `
-UPDATE statuses SET attempts = attempts + 1, next_attempt_at = CASE WHEN version = ? THEN ? ELSE 0 END,
-	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?
-WHERE id = ? AND lease_owner = ?`, row.Version, ms(o.RetryAt), o.Error, now, row.StatusID, owner)
-	}
-	return err
+	return s.batch.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		now := ms(time.Now())
+		var err error
+		if o.Done {
+			_, err = tx.StmtContext(ctx, s.finishDone).ExecContext(ctx, row.Version, o.Error, now, o.PostedState, o.PostedState,
+				o.PostedPipeline, o.PostedPipeline, row.StatusID, owner)
+		} else {
+			_, err = tx.StmtContext(ctx, s.finishRetry).ExecContext(ctx, row.Version, ms(o.RetryAt), o.Error, now, row.StatusID, owner)
+		}
+		return err
+	})
 }
 
 // Stats implements Store.

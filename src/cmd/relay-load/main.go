@@ -1,0 +1,259 @@
+// Command relay-load is the load generator of .ci/bench-relay (a test tool,
+// not shipped). It sends real-shaped Pipeline Hooks to a relay and reports
+// accepted webhooks per second and the time to each answer, and serves the
+// no-op ceiling the relay is compared with. Loopback only.
+//
+//	relay-load noop -listen 127.0.0.1:0 -addr-file F     a server answering 202 after reading the body
+//	relay-load send -url U -rate 2000 -duration 10s      open loop: a steady offered rate
+//	relay-load send -url U -concurrency 64 -duration 10s closed loop: saturation
+//	relay-load pipelines -url U -count 200               each pipeline's created, pending, running, success
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: relay-load noop|send|pipelines [flags]")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	target := fs.String("url", "", "the webhook URL (loopback only)")
+	token := fs.String("token", os.Getenv("BENCH_WEBHOOK_TOKEN"), "X-Gitlab-Token")
+	template := fs.String("payload", "src/internal/gitlab/testdata/pipeline-iso-format.json", "the payload the requests are made from")
+	rate := fs.Int("rate", 0, "requests per second, open loop")
+	concurrency := fs.Int("concurrency", 0, "clients, closed loop")
+	duration := fs.Duration("duration", 10*time.Second, "how long to send (bounded: at most 2m)")
+	requests := fs.Int("requests", 0, "closed loop: stop after this many requests (0: after -duration)")
+	count := fs.Int("count", 100, "pipelines")
+	statuses := fs.Int("statuses", 10000, "distinct commits the requests are spread over")
+	start := fs.Int64("start", 1, "first pipeline id")
+	listen := fs.String("listen", "127.0.0.1:0", "noop: address")
+	addrFile := fs.String("addr-file", "", "noop: write the address here")
+	_ = fs.Parse(os.Args[2:])
+	if *duration > 2*time.Minute {
+		*duration = 2 * time.Minute
+	}
+	switch os.Args[1] {
+	case "noop":
+		noop(*listen, *addrFile)
+		return
+	}
+	if u, err := url.Parse(*target); err != nil || !isLoopback(u.Hostname()) {
+		log.Fatalf("-url %q: only a loopback address is a target", *target)
+	}
+	g := newGenerator(*template, *start, *statuses)
+	c := &client{url: *target, token: *token, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 30 * time.Second}}
+	switch os.Args[1] {
+	case "send":
+		var r result
+		if *rate > 0 {
+			r = c.openLoop(g, *rate, *duration)
+		} else {
+			r = c.closedLoop(g, max(*concurrency, 1), *duration, int64(*requests))
+		}
+		out, _ := json.Marshal(r)
+		fmt.Println(string(out))
+	case "pipelines":
+		c.pipelines(g, *count)
+	default:
+		log.Fatalf("unknown mode %q", os.Args[1])
+	}
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func noop(listen, addrFile string) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if addrFile != "" {
+		_ = os.WriteFile(addrFile, []byte(ln.Addr().String()), 0o644)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 25<<20))
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "accepted\n")
+	})}
+	log.Fatal(srv.Serve(ln))
+}
+
+// generator makes Pipeline Hook bodies from GitLab's own shape, each a new
+// pipeline on one of `statuses` commits.
+type generator struct {
+	doc      map[string]any
+	next     atomic.Int64
+	statuses int
+	mu       sync.Mutex
+}
+
+func newGenerator(file string, start int64, statuses int) *generator {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		log.Fatal(err)
+	}
+	g := &generator{statuses: statuses}
+	if err := json.Unmarshal(data, &g.doc); err != nil {
+		log.Fatal(err)
+	}
+	g.next.Store(start)
+	return g
+}
+
+func (g *generator) body(id int64, status string) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a := g.doc["object_attributes"].(map[string]any)
+	sha := fmt.Sprintf("%040x", id%int64(g.statuses)+1)
+	a["id"], a["iid"], a["status"], a["sha"] = id, id, status, sha
+	a["url"] = fmt.Sprintf("https://gitlab.example.com/acme/widgets/-/pipelines/%d", id)
+	if status == "success" {
+		a["finished_at"] = time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	} else {
+		a["finished_at"] = nil
+	}
+	g.doc["commit"].(map[string]any)["id"] = sha
+	out, _ := json.Marshal(g.doc)
+	return out
+}
+
+type client struct {
+	url, token string
+	http       *http.Client
+}
+
+func (c *client) send(body []byte) (int, time.Duration) {
+	req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Gitlab-Event", "Pipeline Hook")
+	req.Header.Set("X-Gitlab-Token", c.token)
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, time.Since(start)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start)
+}
+
+type result struct {
+	Mode        string         `json:"mode"`
+	Offered     float64        `json:"offered_per_s,omitempty"`
+	Sent        int            `json:"sent"`
+	Codes       map[string]int `json:"codes"`
+	AcceptedPS  float64        `json:"accepted_per_s"`
+	P50ms       float64        `json:"p50_ms"`
+	P99ms       float64        `json:"p99_ms"`
+	MaxMs       float64        `json:"max_ms"`
+	DurationSec float64        `json:"seconds"`
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	lat   []time.Duration
+	codes map[string]int
+}
+
+func (r *recorder) add(code int, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lat = append(r.lat, d)
+	r.codes[fmt.Sprint(code)]++
+}
+
+func (r *recorder) result(mode string, elapsed time.Duration) result {
+	slices.Sort(r.lat)
+	q := func(p float64) float64 {
+		if len(r.lat) == 0 {
+			return 0
+		}
+		return float64(r.lat[min(int(float64(len(r.lat))*p), len(r.lat)-1)].Microseconds()) / 1000
+	}
+	return result{Mode: mode, Sent: len(r.lat), Codes: r.codes, AcceptedPS: float64(r.codes["202"]) / elapsed.Seconds(),
+		P50ms: q(0.50), P99ms: q(0.99), MaxMs: q(1), DurationSec: elapsed.Seconds()}
+}
+
+// openLoop sends at a fixed rate whatever the answers' speed, as GitLab
+// does: a slow answer does not slow the next request.
+func (c *client) openLoop(g *generator, rate int, d time.Duration) result {
+	rec := &recorder{codes: map[string]int{}}
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d {
+			break
+		}
+		time.Sleep(time.Until(at))
+		body := g.body(g.next.Add(1), "running")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec.add(c.send(body))
+		}()
+	}
+	wg.Wait()
+	r := rec.result("steady", d)
+	r.Offered = float64(rate)
+	return r
+}
+
+// closedLoop keeps n requests in flight: the most the server can take.
+func (c *client) closedLoop(g *generator, n int, d time.Duration, limit int64) result {
+	rec := &recorder{codes: map[string]int{}}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < d && (limit == 0 || sent.Add(1) <= limit) {
+				rec.add(c.send(g.body(g.next.Add(1), "running")))
+			}
+		}()
+	}
+	wg.Wait()
+	return rec.result("saturation", time.Since(start))
+}
+
+// pipelines sends each pipeline's life as GitLab does, events a few
+// milliseconds apart, 16 pipelines at a time.
+func (c *client) pipelines(g *generator, n int) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for range n {
+		id := g.next.Add(1)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, st := range []string{"created", "pending", "running", "success"} {
+				if code, _ := c.send(g.body(id, st)); code != http.StatusAccepted {
+					log.Printf("pipeline %d %s: %d", id, st, code)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+}
