@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,7 +223,14 @@ func (r *Relay) mirrorDestination(ctx context.Context, projectID int64) (Destina
 	}
 	via := "the project's pull mirror"
 	if repo.DataCenter {
-		return Destination{DataCenter: &bitbucket.DataCenter{Server: repo.ServerURL, Project: repo.Owner, Slug: repo.Slug}, Credential: DefaultCredential, Via: via}, true, nil
+		// Only the Data Center server configured here: the credential never
+		// goes to a host read from GitLab.
+		configured, err := url.Parse(r.cfg.defaultDataCenter)
+		mirror, merr := url.Parse(repo.ServerURL)
+		if r.cfg.defaultDataCenter == "" || err != nil || merr != nil || !strings.EqualFold(configured.Hostname(), mirror.Hostname()) {
+			return Destination{}, false, &skipError{"mirror_unknown", fmt.Sprintf("project %d mirrors %s, which is not BITBUCKET_SERVER_URL: add a route for it", projectID, repo.ServerURL)}
+		}
+		return Destination{DataCenter: &bitbucket.DataCenter{Server: r.cfg.defaultDataCenter, Project: repo.Owner, Slug: repo.Slug}, Credential: DefaultCredential, Via: via}, true, nil
 	}
 	return Destination{Cloud: &bitbucket.Cloud{API: r.cfg.defaultCloudAPI, Workspace: repo.Owner, Slug: repo.Slug}, Credential: DefaultCredential, Via: via}, true, nil
 }

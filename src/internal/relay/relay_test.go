@@ -2,9 +2,15 @@ package relay
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jarcoal/httpmock"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
@@ -167,6 +173,50 @@ routes:
 		if got != c.want {
 			t.Errorf("%s:\n got %s\nwant %s", c.path, got, c.want)
 		}
+	}
+}
+
+func TestMirrorDestination(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	for id, importURL := range map[int]string{
+		1: `"https://bitbucket.org/acme/Other-Repo.git"`,
+		2: `"https://git.example.com/bitbucket/scm/proj/widgets.git"`,
+		3: `"https://elsewhere.example.com/scm/PROJ/widgets.git"`,
+		4: `null`,
+	} {
+		mock.RegisterResponder("GET", fmt.Sprintf("https://gitlab.example.com/api/v4/projects/%d", id),
+			httpmock.NewStringResponder(200, `{"import_url":`+importURL+`}`))
+	}
+	mock.RegisterResponder("GET", "https://gitlab.example.com/api/v4/projects/4/mirror/pull", httpmock.NewStringResponder(403, `{"message":"403 Forbidden"}`))
+	mock.RegisterResponder("GET", "https://gitlab.example.com/api/v4/projects/5", httpmock.NewStringResponder(503, `{"message":"down"}`))
+	cfg := &Config{defaultCloudAPI: bitbucket.DefaultCloudAPI, defaultDataCenter: "https://git.example.com/bitbucket",
+		Credentials: map[string]bitbucket.Auth{DefaultCredential: {Kind: bitbucket.Bearer, Token: "t"}},
+		GitLab:      &gitlab.Client{BaseURL: "https://gitlab.example.com", Token: "glpat", HTTP: &http.Client{Transport: mock}}}
+	r := &Relay{cfg: cfg, mirrors: map[int64]mirrorEntry{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for id, want := range map[int64]string{
+		1: "bitbucket.org/acme/Other-Repo",
+		2: "PROJ/widgets at https://git.example.com/bitbucket",
+		3: "skip: project 3 mirrors https://elsewhere.example.com, which is not BITBUCKET_SERVER_URL: add a route for it",
+		4: "skip: no route matches acme/widgets: for Data Center set BITBUCKET_PROJECT or add a route", // no mirror: the default route
+		5: "skip: reading project 5's mirror URL from GitLab: GitLab answered GET https://gitlab.example.com/api/v4/projects/5 with 503 Service Unavailable: down",
+	} {
+		d, err := r.destination(context.Background(), gitlab.Pipeline{ProjectID: id, ProjectPath: "acme/widgets"})
+		got := ""
+		if err != nil {
+			got = "skip: " + err.Error()
+		} else {
+			got = d.Where()
+		}
+		if got != want {
+			t.Errorf("project %d:\n got %s\nwant %s", id, got, want)
+		}
+	}
+	// Asked once per project and hour.
+	calls := mock.GetCallCountInfo()["GET https://gitlab.example.com/api/v4/projects/1"]
+	if _, err := r.destination(context.Background(), gitlab.Pipeline{ProjectID: 1, ProjectPath: "acme/widgets"}); err != nil || calls != 1 ||
+		mock.GetCallCountInfo()["GET https://gitlab.example.com/api/v4/projects/1"] != 1 {
+		t.Errorf("the mirror URL was asked again: %v", mock.GetCallCountInfo())
 	}
 }
 
