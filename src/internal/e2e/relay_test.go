@@ -647,3 +647,53 @@ func TestRelayCheckAndVersion(t *testing.T) {
 		t.Fatalf("%q %v", out, err)
 	}
 }
+
+// TestRelayBitbucketDownThenBack: statuses accepted while Bitbucket is
+// down are retried with backoff and posted, the newest of each once, when it
+// is back, without a restart.
+func TestRelayBitbucketDownThenBack(t *testing.T) {
+	t.Parallel()
+	bb := newBitbucket(t)
+	bb.mode.Store("down")
+	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0")
+	for i := range 10 {
+		commit := fmt.Sprintf("%040x", i+100)
+		for _, st := range []string{"running", "failed"} {
+			if code, _ := r.send("Pipeline Hook", hook("acme/widgets", 42, int64(500+i), int64(i+1), st, commit, "main", "2026-11-25T10:00:00Z")); code != 202 {
+				t.Fatal(code)
+			}
+		}
+	}
+	time.Sleep(2 * time.Second)
+	during := bb.hits.Load()
+	bb.mode.Store("up")
+	eventually(t, "all ten posted when Bitbucket is back", func() bool { return len(bb.posted()) == 10 }, func() string { return r.log() })
+	for k, states := range bb.posted() {
+		if len(states) != 1 || states[0] != "FAILED" {
+			t.Errorf("%s: %v", k, states)
+		}
+	}
+	// Backoff from 200 ms, doubling, with jitter: a handful of tries per
+	// status in 2 s, not a busy loop.
+	if during > 10*6 {
+		t.Errorf("%d requests in 2 s of outage for 10 statuses", during)
+	}
+	if r.metric(`bitbucket_relay_posts_total{code="503",outcome="retry"}`) < 10 {
+		t.Errorf("retries not counted:\n%s", func() string { _, m := r.get("/metrics"); return m }())
+	}
+}
+
+func TestRelayHelpListsEveryVariable(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(relayBinary, "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"BITBUCKET_RELAY_LISTEN (default :8080)", "BITBUCKET_RELAY_WEBHOOK_TOKEN", "BITBUCKET_RELAY_SIGNING_TOKEN",
+		"BITBUCKET_RELAY_DATA (default ./relay-data)", "BITBUCKET_RELAY_ROUTES", "GITLAB_URL", "GITLAB_TOKEN",
+		"BITBUCKET_RELAY_SWEEP_INTERVAL (default 10m)", "BITBUCKET_ACCESS_TOKEN", "BITBUCKET_SERVER_URL", "Exit codes: 0 ok; 1"} {
+		if !strings.Contains(string(out), v) {
+			t.Errorf("--help lacks %q", v)
+		}
+	}
+}
