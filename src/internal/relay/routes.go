@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -234,5 +233,3 @@ func credentialAuth(name string, c CredentialSpec, env func(string) string, toke
 	}
 	return bitbucket.Auth{Kind: bitbucket.Bearer, Token: token}, nil
 }
-
-var errNoRoute = errors.New("no route")
