@@ -55,3 +55,24 @@ expect_eq() {
   fi
   printf 'ok: %s\n' "$1"
 }
+
+# start_postgres DIR: a throwaway PostgreSQL cluster in DIR on a free loopback
+# port, as the postgres user when run as root (the server refuses to run as
+# root); sets PG_URL (database "relay") and PG_CTL for stop/start.
+start_postgres() {
+  local dir=$1 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+  PG_PORT=$(( 40000 + RANDOM % 10000 ))
+  PG_CTL=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300")
+  "${PG_CTL[@]}" -w start >/dev/null || fail "PostgreSQL did not start: $(cat "$dir/log")"
+  "$bin/psql" -q "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -c 'CREATE DATABASE relay' >/dev/null
+  PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/relay?sslmode=disable"
+  # A script the fault tests run to stop and start the server: pg-control stop|start.
+  { printf '#!/usr/bin/env bash\n'; printf '%q ' "${PG_CTL[@]}"; printf -- '-w -m fast "$1"\n'; } >"$dir/pg-control"
+  chmod +x "$dir/pg-control"
+  PG_CONTROL="$dir/pg-control"
+}
+stop_postgres() { [ -n "${PG_CTL:-}" ] && "${PG_CTL[@]}" -w -m fast stop >/dev/null 2>&1 || true; }

@@ -28,7 +28,8 @@ const (
 )
 
 // bitbucket is the stand-in for Bitbucket with a switch: "up", "down"
-// (503 for everything) or "429" (Cloud's plain-text rate limit).
+// (503 for everything), "429" (Cloud's plain-text rate limit) or "hang" (no
+// answer).
 type bitbucket struct {
 	*fakebitbucket.Server
 	url  string
@@ -43,6 +44,12 @@ func newBitbucket(t *testing.T) *bitbucket {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		switch b.mode.Load() {
+		case "hang":
+			// Until the client gives up or the test ends the hang.
+			for b.mode.Load() == "hang" && r.Context().Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
 		case "down":
 			w.WriteHeader(http.StatusServiceUnavailable)
 		case "429":
@@ -181,6 +188,20 @@ func (p *relayProc) send(event string, body []byte, headers ...string) (int, str
 	defer resp.Body.Close()
 	text, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(text))
+}
+
+// sendQuiet delivers a Pipeline Hook; a connection error is code 0.
+func (p *relayProc) sendQuiet(body []byte) (int, string) {
+	req, _ := http.NewRequest("POST", "http://"+p.addr+"/webhook", bytes.NewReader(body))
+	req.Header.Set("X-Gitlab-Event", "Pipeline Hook")
+	req.Header.Set("X-Gitlab-Token", webhookToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(text)
 }
 
 func (p *relayProc) get(path string) (int, string) {

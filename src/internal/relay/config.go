@@ -22,6 +22,7 @@ type Env struct {
 	WebhookToken string `env:"BITBUCKET_RELAY_WEBHOOK_TOKEN" help:"The webhook's secret token, compared with X-Gitlab-Token. Set it, or BITBUCKET_RELAY_SIGNING_TOKEN, or both."`
 	SigningToken string `env:"BITBUCKET_RELAY_SIGNING_TOKEN" help:"The webhook's signing token (whsec_..., GitLab 19.0+): a valid webhook-signature within 5 minutes is required."`
 	Data         string `env:"BITBUCKET_RELAY_DATA, default=./relay-data" help:"Directory of the embedded store (/data in the image)."`
+	DatabaseURL  string `env:"BITBUCKET_RELAY_DATABASE_URL" help:"postgres://USER:PASSWORD@HOST/DB?sslmode=verify-full: a PostgreSQL store instead of the embedded one, shared by any number of replicas."`
 	Routes       string `env:"BITBUCKET_RELAY_ROUTES" help:"A routes file (YAML): which GitLab projects report to which Bitbucket repository, with which credential."`
 	GitLabURL    string `env:"GITLAB_URL" help:"GitLab's base URL, the only GitLab the relay calls; with GITLAB_TOKEN, pipelines are re-read before posting and swept."`
 	GitLabToken  string `env:"GITLAB_TOKEN" help:"A GitLab token with read_api."`
@@ -79,6 +80,7 @@ type Config struct {
 	WebhookToken string
 	SigningKey   gitlab.SigningKey
 	Data         string
+	DatabaseURL  string
 	Sweep        time.Duration
 	Grace        time.Duration
 	Workers      int
@@ -105,7 +107,17 @@ const DefaultCredential = "default"
 // name the variable or route to change.
 func Resolve(e Env, env func(string) string) (*Config, error) {
 	c := &Config{Listen: e.Listen, WebhookToken: strings.TrimSpace(e.WebhookToken), Data: e.Data, Workers: e.Workers, MaxBody: e.MaxBody,
-		Credentials: map[string]bitbucket.Auth{}}
+		DatabaseURL: strings.TrimSpace(e.DatabaseURL), Credentials: map[string]bitbucket.Auth{}}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			return nil, errors.New("BITBUCKET_RELAY_DATABASE_URL is not a PostgreSQL URL: give postgres://USER:PASSWORD@HOST:5432/DATABASE (with ?sslmode=verify-full for TLS)")
+		}
+		if pw, ok := u.User.Password(); ok {
+			c.Secrets = append(c.Secrets, pw, url.QueryEscape(pw), url.PathEscape(pw))
+		}
+		c.Secrets = append(c.Secrets, u.Query().Get("password"))
+	}
 	if c.WebhookToken == "" && e.SigningToken == "" {
 		return nil, errors.New("neither BITBUCKET_RELAY_WEBHOOK_TOKEN nor BITBUCKET_RELAY_SIGNING_TOKEN is set, so anyone could post statuses: " +
 			"set BITBUCKET_RELAY_WEBHOOK_TOKEN to the webhook's secret token (or BITBUCKET_RELAY_SIGNING_TOKEN to its signing token, GitLab 19.0+)")

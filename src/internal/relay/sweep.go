@@ -20,9 +20,14 @@ const keepPosted = 30 * 24 * time.Hour
 // ordering rule drops what is already known.
 func (r *Relay) Sweep(ctx context.Context, interval time.Duration) {
 	for {
-		r.sweepOnce(ctx)
-		if n, err := r.store.Prune(ctx, time.Now().Add(-keepPosted)); err == nil && n > 0 {
-			r.log.Info("pruned old statuses", "count", n)
+		// Several replicas share a PostgreSQL store: one sweeps at a time.
+		if lead, err := r.store.Lead(ctx); err != nil {
+			r.log.Warn("sweep: taking the lead", "error", err.Error())
+		} else if lead {
+			r.sweepOnce(ctx)
+			if n, err := r.store.Prune(ctx, time.Now().Add(-keepPosted)); err == nil && n > 0 {
+				r.log.Info("pruned old statuses", "count", n)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -23,8 +23,10 @@ const (
 	// Bitbucket holds a worker this long at most.
 	postTimeout = 20 * time.Second
 	// lease is how long a claimed row is this process's: past it, another
-	// replica (or this one after a restart) takes it over.
-	lease = 30 * time.Second
+	// replica (or this one after a restart) takes it over. Longer than a
+	// post, so a live replica keeps its rows; short enough that a dead one's
+	// work moves on within 30 s.
+	lease = 25 * time.Second
 	// poll is how often the worker looks for retries that became due.
 	poll = 250 * time.Millisecond
 )

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -110,9 +111,9 @@ func (p *Program) serve(ctx context.Context, secrets *redact.Set, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenSQLite(ctx, cfg.Data)
+	st, err := openStore(ctx, cfg, stderr)
 	if err != nil {
-		return fmt.Errorf("opening the store in %s (BITBUCKET_RELAY_DATA): %w", cfg.Data, err)
+		return err
 	}
 	defer st.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -121,6 +122,33 @@ func (p *Program) serve(ctx context.Context, secrets *redact.Set, stderr io.Writ
 	}
 	r := relay.New(cfg, st, relay.Options{Version: p.Version, Transport: p.Transport, Log: stderr})
 	return r.Serve(ctx, ln)
+}
+
+// openStore opens PostgreSQL when BITBUCKET_RELAY_DATABASE_URL is set, else
+// the embedded store in BITBUCKET_RELAY_DATA. PostgreSQL may be starting or
+// restarting: the relay waits for it rather than failing a deployment.
+func openStore(ctx context.Context, cfg *relay.Config, log io.Writer) (store.Store, error) {
+	if cfg.DatabaseURL == "" {
+		st, err := store.OpenSQLite(ctx, cfg.Data)
+		if err != nil {
+			return nil, fmt.Errorf("opening the store in %s (BITBUCKET_RELAY_DATA): %w", cfg.Data, err)
+		}
+		return st, nil
+	}
+	for wait := time.Second; ; wait = min(wait*2, 15*time.Second) {
+		st, err := store.OpenPostgres(ctx, cfg.DatabaseURL)
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("opening the PostgreSQL store (BITBUCKET_RELAY_DATABASE_URL): %w", err)
+		}
+		fmt.Fprintf(log, "{\"level\":\"WARN\",\"msg\":\"PostgreSQL not reachable yet; retrying\",\"error\":%q,\"retry_in\":%q}\n", err.Error(), wait.String())
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (p *Program) check(ctx context.Context, secrets *redact.Set, stdout, stderr io.Writer) error {

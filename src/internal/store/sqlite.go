@@ -109,10 +109,11 @@ RETURNING ` + rowColumns
 	finishDoneSQL = `
 UPDATE statuses SET pending = CASE WHEN version = ? THEN 0 ELSE 1 END, attempts = 0, next_attempt_at = 0,
 	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?,
-	posted_state = CASE WHEN ? <> '' THEN ? ELSE posted_state END, posted_pipeline = CASE WHEN ? <> 0 THEN ? ELSE posted_pipeline END
+	posted_state = CASE WHEN ? <> '' THEN ? ELSE posted_state END,
+	posted_pipeline = CASE WHEN CAST(? AS BIGINT) <> 0 THEN CAST(? AS BIGINT) ELSE posted_pipeline END
 WHERE id = ? AND lease_owner = ?`
 	finishRetrySQL = `
-UPDATE statuses SET attempts = attempts + 1, next_attempt_at = CASE WHEN version = ? THEN ? ELSE 0 END,
+UPDATE statuses SET attempts = attempts + 1, next_attempt_at = CASE WHEN version = ? THEN CAST(? AS BIGINT) ELSE 0 END,
 	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?
 WHERE id = ? AND lease_owner = ?`
 )
@@ -240,8 +241,10 @@ func (s *SQLite) Stats(ctx context.Context) (Stats, error) {
 }
 
 // Projects implements Store.
-func (s *SQLite) Projects(ctx context.Context) ([]Project, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, path, swept_at FROM projects ORDER BY id`)
+func (s *SQLite) Projects(ctx context.Context) ([]Project, error) { return queryProjects(ctx, s.db) }
+
+func queryProjects(ctx context.Context, db *sql.DB) ([]Project, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, path, swept_at FROM projects ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -258,6 +261,9 @@ func (s *SQLite) Projects(ctx context.Context) ([]Project, error) {
 	}
 	return out, rows.Err()
 }
+
+// Lead implements Store: one process owns an embedded store.
+func (s *SQLite) Lead(context.Context) (bool, error) { return true, nil }
 
 // MarkSwept implements Store.
 func (s *SQLite) MarkSwept(ctx context.Context, projectID int64, at time.Time) error {

@@ -80,7 +80,8 @@ type Stats struct {
 	OldestPending time.Time
 }
 
-// Store is what the relay needs; SQLite (embedded) implements it.
+// Store is what the relay needs; SQLite (embedded, the default) and
+// Postgres (several replicas) implement it.
 type Store interface {
 	// Accept stores reports durably, each merged into its status's row as
 	// keep decides; changed says which were taken.
@@ -96,6 +97,9 @@ type Store interface {
 	MarkSwept(ctx context.Context, projectID int64, at time.Time) error
 	// Prune deletes rows with nothing pending, untouched since before.
 	Prune(ctx context.Context, before time.Time) (int, error)
+	// Lead reports whether this process is the one that sweeps: always for
+	// the embedded store; for a shared one, the replica holding its lock.
+	Lead(ctx context.Context) (bool, error)
 	Ping(ctx context.Context) error
 	Close() error
 }

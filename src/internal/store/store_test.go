@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -19,7 +22,45 @@ var backends = map[string]func(t *testing.T) Store{
 		t.Cleanup(func() { s.Close() })
 		return s
 	},
+	"postgres": openTestPostgres,
 }
+
+// openTestPostgres gives each test a database of its own on the server
+// BITBUCKET_RELAY_TEST_DATABASE_URL names (.ci/run starts one). Without it
+// the PostgreSQL half is skipped on a developer's machine, and fails in CI.
+func openTestPostgres(t *testing.T) Store {
+	t.Helper()
+	url := os.Getenv("BITBUCKET_RELAY_TEST_DATABASE_URL")
+	if url == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("BITBUCKET_RELAY_TEST_DATABASE_URL is not set: .ci/run starts a PostgreSQL server for the store's tests")
+		}
+		t.Skip("BITBUCKET_RELAY_TEST_DATABASE_URL is not set: run bash .ci/run, which starts PostgreSQL")
+	}
+	ctx := context.Background()
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := fmt.Sprintf("store_test_%d_%d", os.Getpid(), testDB.Add(1))
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenPostgres(ctx, WithDatabase(url, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		a, _ := sql.Open("pgx", url)
+		defer a.Close()
+		_, _ = a.ExecContext(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+	})
+	return s
+}
+
+var testDB atomic.Int64
 
 func each(t *testing.T, test func(t *testing.T, s Store)) {
 	for name, open := range backends {
@@ -209,6 +250,89 @@ func TestConcurrentAcceptsAllStored(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReplicasShareWithoutDoubleWork: two stores on one database (two
+// replicas) claim concurrently and never both get a row; accepts for one
+// status from both keep the ordering rule.
+func TestReplicasShareWithoutDoubleWork(t *testing.T) {
+	t.Parallel()
+	a := openTestPostgres(t).(*Postgres)
+	b, err := OpenPostgres(context.Background(), a.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	newer := func(cur *Row, in Report) bool { return cur == nil || in.PipelineID > cur.PipelineID }
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := Store(a)
+			if i%2 == 1 {
+				s = b
+			}
+			if _, err := s.Accept(ctx, []Report{report(fmt.Sprint("s", i%20), int64(i), "INPROGRESS"), report(fmt.Sprint("t", (i+7)%20), int64(i), "INPROGRESS")}, newer); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 20 {
+		r, _ := a.Get(ctx, fmt.Sprint("s", i))
+		if r == nil || r.PipelineID != int64(180+i) {
+			t.Fatalf("s%d: %+v, want the newest pipeline %d", i, r, 180+i)
+		}
+	}
+	claimed := map[string]string{}
+	var mu sync.Mutex
+	for _, s := range []struct {
+		store Store
+		owner string
+	}{{a, "a1"}, {a, "a2"}, {b, "b1"}, {b, "b2"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				rows, err := s.store.Claim(ctx, s.owner, time.Now(), time.Minute, 3)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(rows) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, r := range rows {
+					if other, ok := claimed[r.StatusID]; ok {
+						t.Errorf("%s claimed by %s and %s", r.StatusID, other, s.owner)
+					}
+					claimed[r.StatusID] = s.owner
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(claimed) != 40 {
+		t.Fatalf("%d rows claimed, want 40", len(claimed))
+	}
+	// One leader at a time; the next takes over when it goes.
+	if ok, err := a.Lead(ctx); !ok || err != nil {
+		t.Fatalf("a: %v %v", ok, err)
+	}
+	if ok, _ := b.Lead(ctx); ok {
+		t.Fatal("two leaders")
+	}
+	if ok, _ := a.Lead(ctx); !ok {
+		t.Fatal("the leader lost its lock")
+	}
+	a.Close()
+	if ok, err := b.Lead(ctx); !ok || err != nil {
+		t.Fatalf("b did not take over: %v %v", ok, err)
+	}
 }
 
 func TestSQLiteSurvivesReopenAndReleasesLeases(t *testing.T) {
