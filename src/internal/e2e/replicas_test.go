@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,3 +215,38 @@ func TestRelayReplicaDiesMidPost(t *testing.T) {
 		t.Logf("taken over %s after the kill", took.Round(100*time.Millisecond))
 	}
 }
+
+// TestRelayDatabasePasswordNeverLogged: PostgreSQL unreachable at start:
+// the relay waits for it and says so, without the password.
+func TestRelayDatabasePasswordNeverLogged(t *testing.T) {
+	t.Parallel()
+	const password = "S3CRET-PG-PASS-77e1"
+	cmd := exec.Command(relayBinary, "serve")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BITBUCKET_RELAY_LISTEN=127.0.0.1:0", "BITBUCKET_RELAY_WEBHOOK_TOKEN=" + webhookToken,
+		"BITBUCKET_ACCESS_TOKEN=" + token, "BITBUCKET_RELAY_DATABASE_URL=postgres://relay:" + password + "@127.0.0.1:1/relay?sslmode=disable"}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a warning that PostgreSQL is not reachable", func() bool {
+		return strings.Contains(stderr.String(), `"msg":"PostgreSQL not reachable yet; retrying"`)
+	}, stderr.String)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if strings.Contains(stderr.String(), password) || !strings.Contains(stderr.String(), "127.0.0.1") {
+		t.Fatalf("%s", stderr.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
