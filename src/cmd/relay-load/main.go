@@ -31,7 +31,7 @@ func main() {
 		log.Fatal("usage: relay-load noop|send|pipelines [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
-	target := fs.String("url", "", "the webhook URL (loopback only)")
+	target := fs.String("url", "", "the webhook URL, or several separated by commas, used in turn (loopback only)")
 	token := fs.String("token", os.Getenv("BENCH_WEBHOOK_TOKEN"), "X-Gitlab-Token")
 	template := fs.String("payload", "src/internal/gitlab/testdata/pipeline-iso-format.json", "the payload the requests are made from")
 	rate := fs.Int("rate", 0, "requests per second, open loop")
@@ -52,11 +52,14 @@ func main() {
 		noop(*listen, *addrFile)
 		return
 	}
-	if u, err := url.Parse(*target); err != nil || !isLoopback(u.Hostname()) {
-		log.Fatalf("-url %q: only a loopback address is a target", *target)
+	urls := strings.Split(*target, ",")
+	for _, t := range urls {
+		if u, err := url.Parse(t); err != nil || !isLoopback(u.Hostname()) {
+			log.Fatalf("-url %q: only a loopback address is a target", t)
+		}
 	}
 	g := newGenerator(*template, *start, *statuses)
-	c := &client{url: *target, token: *token, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 30 * time.Second}}
+	c := &client{urls: urls, token: *token, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 30 * time.Second}}
 	switch os.Args[1] {
 	case "send":
 		var r result
@@ -134,13 +137,17 @@ func (g *generator) body(id int64, status string) []byte {
 	return out
 }
 
+// client spreads requests over urls in turn, as a load balancer would.
 type client struct {
-	url, token string
-	http       *http.Client
+	urls  []string
+	next  atomic.Int64
+	token string
+	http  *http.Client
 }
 
 func (c *client) send(body []byte) (int, time.Duration) {
-	req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader(string(body)))
+	target := c.urls[int(c.next.Add(1))%len(c.urls)]
+	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Gitlab-Event", "Pipeline Hook")
 	req.Header.Set("X-Gitlab-Token", c.token)

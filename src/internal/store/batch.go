@@ -15,34 +15,47 @@ const maxBatch = 512
 // or a finish.
 type submission struct {
 	apply func(context.Context, *sql.Tx) error
-	done  chan error
+	// keys are the statuses the write changes, locked first (see prelock).
+	keys []string
+	done chan error
 }
 
 // batcher is group commit: one goroutine takes every write waiting, applies
 // them in one transaction, and answers each. Under load the batches grow by
 // themselves, so one fsync serves many webhooks and posts; alone, a write
-// waits for its own transaction only. A write that fails is rolled back
-// alone (a savepoint), without failing the others.
+// waits for its own transaction only.
 type batcher struct {
-	db    *sql.DB
-	queue chan *submission
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	db *sql.DB
+	// prelock, when set, locks every key of a batch, in one order, before
+	// any write: two replicas' batches then never deadlock.
+	prelock func(context.Context, *sql.Tx, []string) error
+	// savepoints isolate each write of a batch, so that one failing fails
+	// alone (SQLite, in-process); over a network each costs two round trips,
+	// so PostgreSQL fails the batch instead.
+	savepoints bool
+	queue      chan *submission
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
 }
 
 var errClosed = errors.New("the store is closed")
 
-func newBatcher(db *sql.DB) *batcher {
-	b := &batcher{db: db, queue: make(chan *submission, maxBatch), stop: make(chan struct{})}
-	b.wg.Add(1)
-	go b.run()
+// newBatcher starts writers goroutines, each writing one batch at a time:
+// one for SQLite, which has one writer anyway; several for PostgreSQL,
+// where a batch spends most of its time waiting for round trips.
+func newBatcher(db *sql.DB, writers int, savepoints bool, prelock func(context.Context, *sql.Tx, []string) error) *batcher {
+	b := &batcher{db: db, prelock: prelock, savepoints: savepoints, queue: make(chan *submission, maxBatch), stop: make(chan struct{})}
+	for range writers {
+		b.wg.Add(1)
+		go b.run()
+	}
 	return b
 }
 
 // submit applies a write durably, in the next transaction.
-func (b *batcher) submit(ctx context.Context, apply func(context.Context, *sql.Tx) error) error {
-	sub := &submission{apply: apply, done: make(chan error, 1)}
+func (b *batcher) submit(ctx context.Context, keys []string, apply func(context.Context, *sql.Tx) error) error {
+	sub := &submission{apply: apply, keys: keys, done: make(chan error, 1)}
 	select {
 	case b.queue <- sub:
 	case <-b.stop:
@@ -88,7 +101,22 @@ func (b *batcher) flush(subs []*submission) {
 			return err
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		if b.prelock != nil {
+			var keys []string
+			for _, sub := range subs {
+				keys = append(keys, sub.keys...)
+			}
+			if err := b.prelock(ctx, tx, keys); err != nil {
+				return err
+			}
+		}
 		for i, sub := range subs {
+			if !b.savepoints {
+				if err := sub.apply(ctx, tx); err != nil {
+					return err
+				}
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, "SAVEPOINT one"); err != nil {
 				return err
 			}

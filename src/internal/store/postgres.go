@@ -16,13 +16,20 @@ import (
 )
 
 // Postgres is the store for several replicas: any number of relays share
-// one database. Each write is its own transaction (PostgreSQL group-commits
-// concurrent transactions by itself); an advisory lock per status keeps the
-// ordering rule whole when two replicas accept events for one status at
-// once; claims skip rows another replica holds.
+// one database. Accepts are group-committed as in SQLite, with an advisory
+// lock per status, all taken in one order at the start of a batch, so the
+// ordering rule holds when two replicas accept events for one status at
+// once and their batches never deadlock; claims skip rows another replica
+// holds.
 type Postgres struct {
-	db  *sql.DB
-	url string
+	db *sql.DB
+	// work is a second pool for claims and finishes, with
+	// synchronous_commit off: losing one in a crash of PostgreSQL costs a
+	// repeated post, never a status, so it need not wait for the disk.
+	work     *sql.DB
+	batch    *batcher
+	projects projectCache
+	url      string
 	// leader is the connection holding the sweep's advisory lock, while
 	// this replica holds it.
 	leaderMu sync.Mutex
@@ -72,8 +79,10 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(16)
+	// Few connections: the batcher's writers, reads, and the sweep lock.
+	// More would only make PostgreSQL switch between them.
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	err = func() error {
 		conn, err := db.Conn(ctx)
@@ -92,7 +101,16 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 		db.Close()
 		return nil, fmt.Errorf("preparing the PostgreSQL schema: %w", err)
 	}
-	return &Postgres{db: db, url: url}, nil
+	work, err := sql.Open("pgx", withParam(url, "synchronous_commit", "off"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	work.SetMaxOpenConns(4)
+	work.SetMaxIdleConns(4)
+	p := &Postgres{db: db, work: work, url: url}
+	p.batch = newBatcher(db, 4, false, lockStatuses)
+	return p, nil
 }
 
 // WithDatabase returns url with its database name replaced.
@@ -103,6 +121,28 @@ func WithDatabase(url, name string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+func withParam(url, key, value string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return url
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// lockStatuses takes the advisory lock of every status a batch writes, in
+// sorted order (the subquery sorts before the locks are taken).
+func lockStatuses(ctx context.Context, tx *sql.Tx, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	sort.Strings(keys)
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM (SELECT DISTINCT k FROM unnest($1::text[]) k ORDER BY k) s`, keys)
+	return err
 }
 
 // rebind turns the ? placeholders shared with SQLite into $1, $2, ...
@@ -139,48 +179,40 @@ func init() {
 	pgUpsert = strings.ReplaceAll(pgUpsert, "pending = 1, attempts = 0", "pending = true, attempts = 0")
 }
 
-// Accept implements Store. Statuses are locked in a fixed order, so two
-// replicas accepting overlapping events never deadlock.
+// Accept implements Store.
 func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
 	changed := make([]bool, len(reports))
-	order := make([]int, len(reports))
-	for i := range order {
-		order[i] = i
+	keys := make([]string, len(reports))
+	for i, r := range reports {
+		keys[i] = r.StatusID
 	}
-	sort.Slice(order, func(a, b int) bool { return reports[order[a]].StatusID < reports[order[b]].StatusID })
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	now := ms(time.Now())
-	for _, i := range order {
-		r := reports[i]
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, r.StatusID); err != nil {
-			return nil, err
-		}
-		cur, err := scanRow(tx.QueryRowContext(ctx, pgGet, r.StatusID))
-		if errors.Is(err, sql.ErrNoRows) {
-			cur, err = nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !keep(cur, r) {
-			continue
-		}
-		changed[i] = true
-		if _, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body,
-			r.ProjectID, now, now); err != nil {
-			return nil, err
-		}
-		if r.ProjectID > 0 {
-			if _, err := tx.ExecContext(ctx, rebind(projectSQL), r.ProjectID, r.ProjectPath); err != nil {
-				return nil, err
+	err := s.batch.submit(ctx, keys, func(ctx context.Context, tx *sql.Tx) error {
+		now := ms(time.Now())
+		for i, r := range reports {
+			cur, err := scanRow(tx.QueryRowContext(ctx, pgGet, r.StatusID))
+			if errors.Is(err, sql.ErrNoRows) {
+				cur, err = nil, nil
+			}
+			if err != nil {
+				return err
+			}
+			if !keep(cur, r) {
+				continue
+			}
+			changed[i] = true
+			if _, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body,
+				r.ProjectID, now, now); err != nil {
+				return err
+			}
+			if s.projects.isNew(r) {
+				if _, err := tx.ExecContext(ctx, rebind(projectSQL), r.ProjectID, r.ProjectPath); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return changed, nil
@@ -197,7 +229,7 @@ func (s *Postgres) Get(ctx context.Context, id string) (*Row, error) {
 
 // Claim implements Store.
 func (s *Postgres) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
-	rows, err := s.db.QueryContext(ctx, pgClaim, owner, ms(now.Add(lease)), ms(now), ms(now), ms(now), limit)
+	rows, err := s.work.QueryContext(ctx, pgClaim, owner, ms(now.Add(lease)), ms(now), ms(now), ms(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -218,10 +250,10 @@ func (s *Postgres) Finish(ctx context.Context, owner string, row Row, o Outcome)
 	now := ms(time.Now())
 	var err error
 	if o.Done {
-		_, err = s.db.ExecContext(ctx, pgFinishDone, row.Version, o.Error, now, o.PostedState, o.PostedState, o.PostedPipeline, o.PostedPipeline,
+		_, err = s.work.ExecContext(ctx, pgFinishDone, row.Version, o.Error, now, o.PostedState, o.PostedState, o.PostedPipeline, o.PostedPipeline,
 			row.StatusID, owner)
 	} else {
-		_, err = s.db.ExecContext(ctx, pgFinishRetry, row.Version, ms(o.RetryAt), o.Error, now, row.StatusID, owner)
+		_, err = s.work.ExecContext(ctx, pgFinishRetry, row.Version, ms(o.RetryAt), o.Error, now, row.StatusID, owner)
 	}
 	return err
 }
@@ -289,8 +321,14 @@ func (s *Postgres) Ping(ctx context.Context) error { return s.db.PingContext(ctx
 func (s *Postgres) Close() error {
 	s.leaderMu.Lock()
 	if s.leader != nil {
+		// Hand the sweep over now rather than when the connection ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = s.leader.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, lockSweep)
+		cancel()
 		s.leader.Close()
 	}
 	s.leaderMu.Unlock()
+	s.batch.close()
+	s.work.Close()
 	return s.db.Close()
 }

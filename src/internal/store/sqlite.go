@@ -16,8 +16,9 @@ import (
 // commit fsynced (synchronous=FULL), so a webhook answered 202 survives
 // SIGKILL and power loss alike.
 type SQLite struct {
-	db    *sql.DB
-	batch *batcher
+	db       *sql.DB
+	batch    *batcher
+	projects projectCache
 	// Statements prepared once: SQLite parsing a statement costs more than
 	// running it (half the CPU of an accept, measured).
 	get, upsert, project, claim, finishDone, finishRetry *sql.Stmt
@@ -89,7 +90,7 @@ func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
 			return nil, fmt.Errorf("preparing %q: %w", p.sql, err)
 		}
 	}
-	s.batch = newBatcher(db)
+	s.batch = newBatcher(db, 1, true, nil)
 	return s, nil
 }
 
@@ -135,7 +136,7 @@ func fromMS(v int64) time.Time {
 // Accept implements Store.
 func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
 	changed := make([]bool, len(reports))
-	err := s.batch.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
 		now := time.Now()
 		get, upsert, project := tx.StmtContext(ctx, s.get), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.project)
 		for i, r := range reports {
@@ -154,7 +155,7 @@ func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]boo
 				r.ProjectID, ms(now), ms(now)); err != nil {
 				return err
 			}
-			if r.ProjectID > 0 {
+			if s.projects.isNew(r) {
 				if _, err := project.ExecContext(ctx, r.ProjectID, r.ProjectPath); err != nil {
 					return err
 				}
@@ -196,7 +197,7 @@ func (s *SQLite) Get(ctx context.Context, id string) (*Row, error) {
 // Claim implements Store.
 func (s *SQLite) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
 	var out []Row
-	err := s.batch.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
 		out = nil
 		rows, err := tx.StmtContext(ctx, s.claim).QueryContext(ctx, owner, ms(now.Add(lease)), ms(now), ms(now), limit)
 		if err != nil {
@@ -218,7 +219,7 @@ func (s *SQLite) Claim(ctx context.Context, owner string, now time.Time, lease t
 // Finish implements Store. A row that a newer event changed meanwhile stays
 // pending and due at once, whatever this attempt's outcome.
 func (s *SQLite) Finish(ctx context.Context, owner string, row Row, o Outcome) error {
-	return s.batch.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
 		now := ms(time.Now())
 		var err error
 		if o.Done {

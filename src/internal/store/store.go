@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -102,4 +103,19 @@ type Store interface {
 	Lead(ctx context.Context) (bool, error)
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// projectCache remembers the projects this process has recorded, so that the
+// projects table is written once per project, not once per webhook: a row
+// every webhook of a project updated would make them wait for each other.
+type projectCache struct{ m sync.Map }
+
+// isNew reports whether r's project (and path) is unrecorded; a failed
+// transaction may leave it marked, which costs only a late sweep of it.
+func (c *projectCache) isNew(r Report) bool {
+	if r.ProjectID <= 0 {
+		return false
+	}
+	old, loaded := c.m.Swap(r.ProjectID, r.ProjectPath)
+	return !loaded || old != r.ProjectPath
 }

@@ -331,7 +331,33 @@ func TestReplicasShareWithoutDoubleWork(t *testing.T) {
 	}
 	a.Close()
 	if ok, err := b.Lead(ctx); !ok || err != nil {
-		t.Fatalf("b did not take over: %v %v", ok, err)
+		t.Fatalf("b did not take over when a closed: %v %v", ok, err)
+	}
+	// A leader whose connection dies (a replica killed) also lets go.
+	c, err := OpenPostgres(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ok, _ := c.Lead(ctx); ok {
+		t.Fatal("two leaders")
+	}
+	var pid int
+	if err := b.leader.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.db.ExecContext(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ok, _ := c.Lead(ctx); !ok; ok, _ = c.Lead(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatal("c did not take over from a leader whose connection died")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ok, _ := b.Lead(ctx); ok {
+		t.Fatal("b still believes it leads after losing its connection")
 	}
 }
 
