@@ -54,19 +54,27 @@ type Env struct {
 	JobURL            string `env:"CI_JOB_URL" help:"GitLab: the job page, the status URL when there is no pipeline URL."`
 }
 
-// Load fills an Env from env, a copy of the process environment. A variable
-// set to the empty string counts as unset, so its default applies: GitLab
-// defines variables empty more often than people mean "empty".
+// Load fills an Env from env, a copy of the process environment.
 func Load(ctx context.Context, env map[string]string) (Env, error) {
 	var e Env
+	if err := Process(ctx, env, &e); err != nil {
+		return Env{}, err
+	}
+	return e, nil
+}
+
+// Process fills target, a pointer to a struct with env tags, from env. A
+// variable set to the empty string counts as unset, so its default applies:
+// GitLab defines variables empty more often than people mean "empty".
+func Process(ctx context.Context, env map[string]string, target any) error {
 	lookup := envconfig.LookuperFunc(func(key string) (string, bool) {
 		v, ok := env[key]
 		return v, ok && v != ""
 	})
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &e, Lookuper: lookup}); err != nil {
-		return Env{}, fmt.Errorf("reading the environment: %w", err)
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup}); err != nil {
+		return fmt.Errorf("reading the environment: %w", err)
 	}
-	return e, nil
+	return nil
 }
 
 // Variable is one documented environment variable.
@@ -77,8 +85,11 @@ type Variable struct {
 }
 
 // Variables lists every variable Env reads, in its order.
-func Variables() []Variable {
-	t := reflect.TypeOf(Env{})
+func Variables() []Variable { return VariablesOf(Env{}) }
+
+// VariablesOf lists the variables a struct with env and help tags reads.
+func VariablesOf(v any) []Variable {
+	t := reflect.TypeOf(v)
 	vars := make([]Variable, 0, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)

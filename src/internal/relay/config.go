@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"reflect"
 	"strings"
 	"time"
 
-	"github.com/sethvargo/go-envconfig"
-
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 )
 
@@ -44,32 +42,13 @@ type Env struct {
 }
 
 // Variables lists the relay's variables for --help.
-func Variables() [][3]string {
-	t := reflect.TypeOf(Env{})
-	var out [][3]string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		parts := strings.Split(f.Tag.Get("env"), ",")
-		def := ""
-		for _, p := range parts[1:] {
-			if d, ok := strings.CutPrefix(strings.TrimSpace(p), "default="); ok {
-				def = d
-			}
-		}
-		out = append(out, [3]string{strings.TrimSpace(parts[0]), def, f.Tag.Get("help")})
-	}
-	return out
-}
+func Variables() []config.Variable { return config.VariablesOf(Env{}) }
 
 // LoadEnv reads Env; an empty variable counts as unset.
 func LoadEnv(ctx context.Context, env map[string]string) (Env, error) {
 	var e Env
-	lookup := envconfig.LookuperFunc(func(key string) (string, bool) {
-		v, ok := env[key]
-		return v, ok && v != ""
-	})
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &e, Lookuper: lookup}); err != nil {
-		return Env{}, fmt.Errorf("reading the environment: %w", err)
+	if err := config.Process(ctx, env, &e); err != nil {
+		return Env{}, err
 	}
 	return e, nil
 }

@@ -178,11 +178,11 @@ Endpoints: POST /webhook, GET /healthz (alive), GET /readyz (store usable, not s
 Environment (an empty variable counts as unset):
 `)
 	for _, v := range relay.Variables() {
-		fmt.Fprintf(&b, "  %s", v[0])
-		if v[1] != "" {
-			fmt.Fprintf(&b, " (default %s)", v[1])
+		fmt.Fprintf(&b, "  %s", v.Name)
+		if v.Default != "" {
+			fmt.Fprintf(&b, " (default %s)", v.Default)
 		}
-		fmt.Fprintf(&b, "\n      %s\n", v[2])
+		fmt.Fprintf(&b, "\n      %s\n", v.Help)
 	}
 	b.WriteString(`
 Exit codes: 0 ok; 1 a check failed or the server failed; 2 configuration or usage error.

@@ -229,20 +229,7 @@ func (s *Postgres) Get(ctx context.Context, id string) (*Row, error) {
 
 // Claim implements Store.
 func (s *Postgres) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
-	rows, err := s.work.QueryContext(ctx, pgClaim, owner, ms(now.Add(lease)), ms(now), ms(now), ms(now), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Row
-	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
-	}
-	return out, rows.Err()
+	return collectRows(s.work.QueryContext(ctx, pgClaim, owner, ms(now.Add(lease)), ms(now), ms(now), ms(now), limit))
 }
 
 // Finish implements Store.

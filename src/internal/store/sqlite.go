@@ -198,22 +198,28 @@ func (s *SQLite) Get(ctx context.Context, id string) (*Row, error) {
 func (s *SQLite) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
 	var out []Row
 	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
-		out = nil
-		rows, err := tx.StmtContext(ctx, s.claim).QueryContext(ctx, owner, ms(now.Add(lease)), ms(now), ms(now), limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scanRow(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, *r)
-		}
-		return rows.Err()
+		var err error
+		out, err = collectRows(tx.StmtContext(ctx, s.claim).QueryContext(ctx, owner, ms(now.Add(lease)), ms(now), ms(now), limit))
+		return err
 	})
 	return out, err
+}
+
+// collectRows reads every row of a query's answer.
+func collectRows(rows *sql.Rows, err error) ([]Row, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Row
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, rows.Err()
 }
 
 // Finish implements Store. A row that a newer event changed meanwhile stays
