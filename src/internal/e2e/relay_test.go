@@ -718,3 +718,34 @@ func TestRelayHelpListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayRefusalIsExplainedAndRetriedByTheNextEvent: a 403 is not retried
+// on its own; it is logged with the job binary's explanation and counted, and
+// the next event for the status tries again.
+func TestRelayRefusalIsExplainedAndRetriedByTheNextEvent(t *testing.T) {
+	t.Parallel()
+	bb := newBitbucket(t)
+	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0")
+	send := func(st string) {
+		finished := ""
+		if st != "running" {
+			finished = "2026-11-25T10:04:00Z"
+		}
+		if code, _ := r.send("Pipeline Hook", hook("acme/forbidden", 43, 2045, 7, st, sha, "main", finished)); code != 202 {
+			t.Fatal(code)
+		}
+	}
+	send("success")
+	refused := `bitbucket_relay_posts_total{code="403",outcome="refused"}`
+	eventually(t, "the refusal counted", func() bool { return r.metric(refused) == 1 }, r.log)
+	if !strings.Contains(r.log(), `Bitbucket refused the request (403 Forbidden): Your credentials lack one or more required privilege scopes.`) ||
+		!strings.Contains(r.log(), `only the account that created a status (or a repository admin) may overwrite it`) {
+		t.Fatalf("the 403 is not explained:\n%s", r.log())
+	}
+	time.Sleep(time.Second)
+	if n := len(bb.Requests()); n != 1 {
+		t.Fatalf("a refusal was retried on its own: %d requests", n)
+	}
+	send("success") // the same state again: the next event tries again
+	eventually(t, "the next event tried again", func() bool { return r.metric(refused) == 2 }, r.log)
+}
