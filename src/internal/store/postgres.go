@@ -172,6 +172,7 @@ UPDATE statuses SET lease_owner = ?, lease_until = ? WHERE lease_until <= ? AND 
 RETURNING ` + rowColumns)
 	pgFinishDone  = rebind(strings.ReplaceAll(finishDoneSQL, "CASE WHEN version = ? THEN 0 ELSE 1 END", "version <> ?"))
 	pgFinishRetry = rebind(finishRetrySQL)
+	pgProject     = rebind(projectSQL)
 )
 
 func init() {
@@ -187,30 +188,17 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 		keys[i] = r.StatusID
 	}
 	err := s.batch.submit(ctx, keys, func(ctx context.Context, tx *sql.Tx) error {
-		now := ms(time.Now())
-		for i, r := range reports {
-			cur, err := scanRow(tx.QueryRowContext(ctx, pgGet, r.StatusID))
-			if errors.Is(err, sql.ErrNoRows) {
-				cur, err = nil, nil
-			}
-			if err != nil {
+		return merge(ctx, statements{
+			get: func(ctx context.Context, id string) *sql.Row { return tx.QueryRowContext(ctx, pgGet, id) },
+			upsert: func(ctx context.Context, r Report, now int64) error {
+				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID, now, now)
 				return err
-			}
-			if !keep(cur, r) {
-				continue
-			}
-			changed[i] = true
-			if _, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body,
-				r.ProjectID, now, now); err != nil {
+			},
+			project: func(ctx context.Context, r Report) error {
+				_, err := tx.ExecContext(ctx, pgProject, r.ProjectID, r.ProjectPath)
 				return err
-			}
-			if s.projects.isNew(r) {
-				if _, err := tx.ExecContext(ctx, rebind(projectSQL), r.ProjectID, r.ProjectPath); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+			},
+		}, reports, keep, &s.projects, changed)
 	})
 	if err != nil {
 		return nil, err

@@ -137,31 +137,18 @@ func fromMS(v int64) time.Time {
 func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
 	changed := make([]bool, len(reports))
 	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
-		now := time.Now()
 		get, upsert, project := tx.StmtContext(ctx, s.get), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.project)
-		for i, r := range reports {
-			cur, err := scanRow(get.QueryRowContext(ctx, r.StatusID))
-			if errors.Is(err, sql.ErrNoRows) {
-				cur, err = nil, nil
-			}
-			if err != nil {
+		return merge(ctx, statements{
+			get: func(ctx context.Context, id string) *sql.Row { return get.QueryRowContext(ctx, id) },
+			upsert: func(ctx context.Context, r Report, now int64) error {
+				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID, now, now)
 				return err
-			}
-			if !keep(cur, r) {
-				continue
-			}
-			changed[i] = true
-			if _, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body,
-				r.ProjectID, ms(now), ms(now)); err != nil {
+			},
+			project: func(ctx context.Context, r Report) error {
+				_, err := project.ExecContext(ctx, r.ProjectID, r.ProjectPath)
 				return err
-			}
-			if s.projects.isNew(r) {
-				if _, err := project.ExecContext(ctx, r.ProjectID, r.ProjectPath); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+			},
+		}, reports, keep, &s.projects, changed)
 	})
 	if err != nil {
 		return nil, err

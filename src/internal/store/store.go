@@ -8,6 +8,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"sync"
 	"time"
 )
@@ -118,4 +120,40 @@ func (c *projectCache) isNew(r Report) bool {
 	}
 	old, loaded := c.m.Swap(r.ProjectID, r.ProjectPath)
 	return !loaded || old != r.ProjectPath
+}
+
+// statements are one backend's ways to read and write a row within a
+// transaction, for merge.
+type statements struct {
+	get     func(ctx context.Context, id string) *sql.Row
+	upsert  func(ctx context.Context, r Report, now int64) error
+	project func(ctx context.Context, r Report) error
+}
+
+// merge is Accept's work within a transaction, the same for every backend:
+// each report is given to keep beside its stored row, and written if kept.
+func merge(ctx context.Context, st statements, reports []Report, keep Keep, projects *projectCache, changed []bool) error {
+	now := ms(time.Now())
+	for i, r := range reports {
+		cur, err := scanRow(st.get(ctx, r.StatusID))
+		if errors.Is(err, sql.ErrNoRows) {
+			cur, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		if !keep(cur, r) {
+			continue
+		}
+		changed[i] = true
+		if err := st.upsert(ctx, r, now); err != nil {
+			return err
+		}
+		if projects.isNew(r) {
+			if err := st.project(ctx, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
