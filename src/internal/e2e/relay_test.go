@@ -749,3 +749,34 @@ func TestRelayRefusalIsExplainedAndRetriedByTheNextEvent(t *testing.T) {
 	send("success") // the same state again: the next event tries again
 	eventually(t, "the next event tried again", func() bool { return r.metric(refused) == 2 }, r.log)
 }
+
+// TestRelaySweepsRoutedProjects: a project a route names by its exact path is
+// swept before any webhook of its reaches the relay.
+func TestRelaySweepsRoutedProjects(t *testing.T) {
+	t.Parallel()
+	bb := newBitbucket(t)
+	gl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("PRIVATE-TOKEN") != gitlabToken:
+			w.WriteHeader(401)
+		case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fgadgets":
+			_, _ = io.WriteString(w, `{"id":43}`)
+		case r.URL.Path == "/api/v4/projects/43/pipelines":
+			_, _ = io.WriteString(w, `[{"id":3001,"iid":3,"project_id":43,"sha":"`+sha+`","ref":"main","status":"failed","web_url":"https://gitlab.example.com/acme/gadgets/-/pipelines/3001"}]`)
+		case r.URL.Path == "/api/v4/projects/43/pipelines/3001":
+			_, _ = io.WriteString(w, `{"id":3001,"iid":3,"project_id":43,"sha":"`+sha+`","ref":"main","tag":false,"status":"failed","web_url":"https://gitlab.example.com/acme/gadgets/-/pipelines/3001"}`)
+		default:
+			w.WriteHeader(404)
+			_, _ = io.WriteString(w, `{"message":"404 Not found"}`)
+		}
+	}))
+	t.Cleanup(gl.Close)
+	routes := filepath.Join(t.TempDir(), "routes.yml")
+	_ = os.WriteFile(routes, []byte("routes:\n  - project: acme/gadgets\n    cloud: acme/gadgets\n"), 0o600)
+	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0", "GITLAB_URL="+gl.URL, "GITLAB_TOKEN="+gitlabToken,
+		"BITBUCKET_RELAY_ROUTES="+routes)
+	eventually(t, "the routed project's pipeline posted by the sweep", func() bool {
+		s := bb.posted()["/2.0/repositories/acme/gadgets/commit/"+sha+"/statuses/build gitlab/acme/gadgets"]
+		return len(s) == 1 && s[0] == "FAILED"
+	}, func() string { return fmt.Sprint(bb.Requests()) + r.log() })
+}

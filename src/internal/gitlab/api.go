@@ -197,3 +197,14 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 	_, err := c.get(ctx, "version", nil, &v)
 	return v.Version, err
 }
+
+// ProjectID finds a project's ID from its full path.
+func (c *Client) ProjectID(ctx context.Context, path string) (int64, error) {
+	var project struct {
+		ID int64 `json:"id"`
+	}
+	if _, err := c.get(ctx, "projects/"+url.PathEscape(path), nil, &project); err != nil {
+		return 0, err
+	}
+	return project.ID, nil
+}

@@ -220,3 +220,14 @@ func FuzzParsePipelineHook(f *testing.F) {
 		}
 	})
 }
+
+func TestAPIProjectID(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	mock.RegisterResponder("GET", "=~^https://gitlab.example.com/api/v4/projects/acme%2Fplatform%2Fwidgets$",
+		httpmock.NewStringResponder(200, `{"id":77,"path_with_namespace":"acme/platform/widgets"}`))
+	id, err := newClient(mock).ProjectID(context.Background(), "acme/platform/widgets")
+	if err != nil || id != 77 {
+		t.Fatalf("%d %v (%v)", id, err, mock.GetCallCountInfo())
+	}
+}

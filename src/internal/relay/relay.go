@@ -49,6 +49,10 @@ type Relay struct {
 
 	pauseMu sync.Mutex
 	pauses  map[string]pause
+
+	// routedProjectsKnown: the exact-path routes' projects are recorded for
+	// the sweep (only the sweep's goroutine reads and writes it).
+	routedProjectsKnown bool
 }
 
 type mirrorEntry struct {

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,7 @@ func (r *Relay) Sweep(ctx context.Context, interval time.Duration) {
 }
 
 func (r *Relay) sweepOnce(ctx context.Context) {
+	r.rememberRoutedProjects(ctx)
 	projects, err := r.store.Projects(ctx)
 	if err != nil {
 		r.metrics.sweeps.WithLabelValues("error").Inc()
@@ -75,4 +77,29 @@ func (r *Relay) sweepOnce(ctx context.Context) {
 	}
 	r.metrics.sweeps.WithLabelValues("ok").Inc()
 	r.log.Info("sweep done", "projects", len(projects), "queued", queued)
+}
+
+// rememberRoutedProjects adds the projects that routes name by their exact
+// path (no wildcard) to those swept, so a project is healed even before its
+// first webhook reaches the relay. Asked of GitLab once per process.
+func (r *Relay) rememberRoutedProjects(ctx context.Context) {
+	if r.routedProjectsKnown {
+		return
+	}
+	failed := false
+	for _, rt := range r.cfg.routes {
+		if rt.Skip || strings.Contains(rt.Project, "*") {
+			continue
+		}
+		path := strings.Trim(rt.Project, "/")
+		id, err := r.cfg.GitLab.ProjectID(ctx, path)
+		if err == nil {
+			err = r.store.RememberProject(ctx, id, path)
+		}
+		if err != nil {
+			failed = true
+			r.log.Warn("sweep: finding a routed project", "project", path, "error", err.Error())
+		}
+	}
+	r.routedProjectsKnown = !failed
 }

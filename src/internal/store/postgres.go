@@ -247,6 +247,12 @@ func (s *Postgres) Projects(ctx context.Context) ([]Project, error) {
 	return queryProjects(ctx, s.db)
 }
 
+// RememberProject implements Store.
+func (s *Postgres) RememberProject(ctx context.Context, id int64, path string) error {
+	_, err := s.db.ExecContext(ctx, pgProject, id, path)
+	return err
+}
+
 // MarkSwept implements Store.
 func (s *Postgres) MarkSwept(ctx context.Context, projectID int64, at time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE projects SET swept_at = $1 WHERE id = $2`, ms(at), projectID)

@@ -256,6 +256,12 @@ func queryProjects(ctx context.Context, db *sql.DB) ([]Project, error) {
 	return out, rows.Err()
 }
 
+// RememberProject implements Store.
+func (s *SQLite) RememberProject(ctx context.Context, id int64, path string) error {
+	_, err := s.db.ExecContext(ctx, projectSQL, id, path)
+	return err
+}
+
 // Lead implements Store: one process owns an embedded store.
 func (s *SQLite) Lead(context.Context) (bool, error) { return true, nil }
 

@@ -97,6 +97,8 @@ type Store interface {
 	Get(ctx context.Context, statusID string) (*Row, error)
 	Stats(ctx context.Context) (Stats, error)
 	Projects(ctx context.Context) ([]Project, error)
+	// RememberProject records a project to sweep that no webhook named yet.
+	RememberProject(ctx context.Context, id int64, path string) error
 	MarkSwept(ctx context.Context, projectID int64, at time.Time) error
 	// Prune deletes rows with nothing pending, untouched since before.
 	Prune(ctx context.Context, before time.Time) (int, error)

@@ -207,11 +207,17 @@ func TestStatsSweepPrune(t *testing.T) {
 		if st, _ := s.Stats(ctx); st.Pending != 1 {
 			t.Fatalf("%+v", st)
 		}
+		if err := s.RememberProject(ctx, 7, "acme/gadgets"); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := s.Projects(ctx); len(p) != 2 || p[0] != (Project{ID: 7, Path: "acme/gadgets"}) {
+			t.Fatalf("a remembered project is not listed: %+v", p)
+		}
 		swept := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 		if err := s.MarkSwept(ctx, 42, swept); err != nil {
 			t.Fatal(err)
 		}
-		if p, _ := s.Projects(ctx); len(p) != 1 || !p[0].SweptAt.Equal(swept) {
+		if p, _ := s.Projects(ctx); len(p) != 2 || !p[1].SweptAt.Equal(swept) {
 			t.Fatalf("%+v", p)
 		}
 		if n, err := s.Prune(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
