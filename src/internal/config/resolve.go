@@ -94,19 +94,6 @@ func Resolve(e Env, o Options) (*Run, error) {
 	return r, nil
 }
 
-// isCommitHash accepts 7 to 64 hex digits: a short or full SHA-1 or SHA-256.
-func isCommitHash(s string) bool {
-	if len(s) < 7 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
-}
-
 func (r *Run) resolveCommit(e Env, checkout gitcheckout.Checkout, checkoutErr error) error {
 	switch {
 	case e.CommitSHA != "":
@@ -119,7 +106,7 @@ func (r *Run) resolveCommit(e Env, checkout gitcheckout.Checkout, checkoutErr er
 	default:
 		return errors.New("no commit: set CI_COMMIT_SHA to the commit to report on")
 	}
-	if !isCommitHash(r.Commit) {
+	if !pipeline.IsCommitHash(r.Commit) {
 		return fmt.Errorf("%s is %q, not a commit hash: set it to the full hexadecimal commit ID", r.From.Commit, shorten(r.Commit))
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jarcoal/httpmock"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 )
 
 func TestParsePipelineHookBothFormats(t *testing.T) {
@@ -215,7 +217,7 @@ func FuzzParsePipelineHook(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if p.ID <= 0 || p.Status == "" || !isHex(p.SHA) || !strings.Contains(p.ProjectPath, "/") || p.SHA != strings.ToLower(p.SHA) {
+		if p.ID <= 0 || p.Status == "" || !pipeline.IsCommitHash(p.SHA) || !strings.Contains(p.ProjectPath, "/") || p.SHA != strings.ToLower(p.SHA) {
 			t.Fatalf("accepted an invalid pipeline: %+v", p)
 		}
 	})

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 )
 
 // PipelineHook is the X-Gitlab-Event value of a pipeline event.
@@ -72,7 +74,7 @@ func ParsePipelineHook(body []byte) (Pipeline, error) {
 		return Pipeline{}, errors.New("no project")
 	case a.ID <= 0:
 		return Pipeline{}, errors.New("object_attributes.id is missing")
-	case !isHex(a.SHA):
+	case !pipeline.IsCommitHash(a.SHA):
 		return Pipeline{}, fmt.Errorf("object_attributes.sha is %q, not a commit hash", clip(a.SHA))
 	case a.Status == "":
 		return Pipeline{}, errors.New("object_attributes.status is missing")
@@ -108,18 +110,6 @@ func ParseTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not a GitLab timestamp", clip(s))
-}
-
-func isHex(s string) bool {
-	if len(s) < 7 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
 }
 
 func clip(s string) string {

@@ -6,6 +6,7 @@
 package pipeline
 
 import (
+	"strings"
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
@@ -100,6 +101,20 @@ func Description(iid, branch, tag string, st state.State) string {
 		subject += " on " + branch
 	}
 	return subject + " " + stateWords[st]
+}
+
+// IsCommitHash accepts 7 to 64 hex digits: a short or full SHA-1 or
+// SHA-256, from a job's CI_COMMIT_SHA or a webhook's sha alike.
+func IsCommitHash(s string) bool {
+	if len(s) < 7 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // Cut shortens s to at most n bytes without splitting a character.
