@@ -6,10 +6,10 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/buildversion"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relaycmd"
 )
 
@@ -18,24 +18,8 @@ var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	p := &relaycmd.Program{Version: versionString(), Env: env, Stdout: os.Stdout, Stderr: os.Stderr}
+	p := &relaycmd.Program{Version: buildversion.String(version), Env: config.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}
 	code := p.Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
-}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		return info.Main.Version
-	}
-	return "dev"
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -305,15 +304,4 @@ func targetOf(run *config.Run) target {
 		return run.DataCenter
 	}
 	return run.Cloud
-}
-
-// Environ returns the process environment as a map.
-func Environ() map[string]string {
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	return env
 }

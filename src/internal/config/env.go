@@ -7,6 +7,7 @@ package config
 import (
 	"context"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 
@@ -61,6 +62,17 @@ func Load(ctx context.Context, env map[string]string) (Env, error) {
 		return Env{}, err
 	}
 	return e, nil
+}
+
+// Environ returns the process environment as a map, for Load and Process.
+func Environ() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 // Process fills target, a pointer to a struct with env tags, from env. A
