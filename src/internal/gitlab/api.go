@@ -53,6 +53,8 @@ type apiPipeline struct {
 	Ref        string `json:"ref"`
 	Tag        bool   `json:"tag"`
 	Status     string `json:"status"`
+	Source     string `json:"source"`
+	Name       string `json:"name"`
 	WebURL     string `json:"web_url"`
 	CreatedAt  string `json:"created_at"`
 	UpdatedAt  string `json:"updated_at"`
@@ -61,7 +63,7 @@ type apiPipeline struct {
 
 func (a apiPipeline) pipeline() Pipeline {
 	p := Pipeline{ID: a.ID, IID: a.IID, ProjectID: a.ProjectID, SHA: strings.ToLower(a.SHA), Ref: a.Ref, Tag: a.Tag,
-		Status: a.Status, URL: a.WebURL}
+		Status: a.Status, URL: a.WebURL, Source: a.Source, Name: a.Name}
 	// A timestamp GitLab's API sends is ISO 8601; one that does not parse
 	// is left unknown rather than failing the whole read.
 	p.CreatedAt, _ = ParseTime(a.CreatedAt)
@@ -129,6 +131,57 @@ func (c *Client) MirrorURL(ctx context.Context, projectID int64) (string, error)
 		return "", nil
 	}
 	return mirror.URL, err
+}
+
+// TriggerJobName is the name of the trigger job (a bridge) of parent
+// pipeline parentID whose downstream pipeline is childID: what names a
+// child pipeline the same way on every run. "" when none matches.
+func (c *Client) TriggerJobName(ctx context.Context, projectID, parentID, childID int64) (string, error) {
+	var bridges []struct {
+		Name       string `json:"name"`
+		Downstream *struct {
+			ID int64 `json:"id"`
+		} `json:"downstream_pipeline"`
+	}
+	q := url.Values{"per_page": {"100"}}
+	if _, err := c.get(ctx, fmt.Sprintf("projects/%d/pipelines/%d/bridges", projectID, parentID), q, &bridges); err != nil {
+		return "", err
+	}
+	for _, b := range bridges {
+		if b.Downstream != nil && b.Downstream.ID == childID {
+			return b.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// ProjectRef is a project as a group lists it.
+type ProjectRef struct {
+	ID   int64  `json:"id"`
+	Path string `json:"path_with_namespace"`
+}
+
+// maxGroupPages bounds a group's listing: 50 pages of 100 projects.
+const maxGroupPages = 50
+
+// GroupProjects lists the projects of a group and its subgroups, archived
+// ones left out.
+func (c *Client) GroupProjects(ctx context.Context, group string) ([]ProjectRef, error) {
+	var out []ProjectRef
+	q := url.Values{"include_subgroups": {"true"}, "archived": {"false"}, "simple": {"true"}, "per_page": {"100"}, "order_by": {"id"}}
+	for page := 1; page <= maxGroupPages; page++ {
+		q.Set("page", strconv.Itoa(page))
+		var list []ProjectRef
+		next, err := c.get(ctx, "groups/"+url.PathEscape(group)+"/projects", q, &list)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+		if next == "" || len(list) == 0 {
+			break
+		}
+	}
+	return out, nil
 }
 
 // get reads /api/v4/<path> into v and returns GitLab's X-Next-Page.

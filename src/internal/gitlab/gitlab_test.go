@@ -18,12 +18,16 @@ func TestParsePipelineHookBothFormats(t *testing.T) {
 	t.Parallel()
 	cases := map[string]Pipeline{
 		"testdata/pipeline-old-format.json": {ID: 31, ProjectID: 1, ProjectPath: "gitlab-org/gitlab-test", Ref: "master",
-			SHA: "bcbb5ec396a2c0f828686f14fac9b80b780504f2", Status: "success",
+			SHA: "bcbb5ec396a2c0f828686f14fac9b80b780504f2", Status: "success", Source: "merge_request_event",
 			URL:       "http://192.168.64.1:3005/gitlab-org/gitlab-test/-/pipelines/31",
 			CreatedAt: time.Date(2016, 8, 12, 15, 23, 28, 0, time.UTC), FinishedAt: time.Date(2016, 8, 12, 15, 26, 29, 0, time.UTC)},
 		"testdata/pipeline-iso-format.json": {ID: 2045, IID: 7, ProjectID: 42, ProjectPath: "acme/widgets", Ref: "main",
 			SHA: "0123456789abcdef0123456789abcdef01234567", Status: "running", URL: "https://gitlab.example.com/acme/widgets/-/pipelines/2045",
-			CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC)},
+			CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC), Name: "Pipeline for branch: main", Source: "push"},
+		// A child pipeline (trigger: include:): its parent in source_pipeline.
+		"testdata/pipeline-child.json": {ID: 2046, IID: 8, ProjectID: 42, ProjectPath: "acme/widgets", Ref: "main",
+			SHA: "0123456789abcdef0123456789abcdef01234567", Status: "running", URL: "https://gitlab.example.com/acme/widgets/-/pipelines/2046",
+			CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC), Source: "parent_pipeline", ParentProjectID: 42, ParentPipelineID: 2045},
 	}
 	for file, want := range cases {
 		body, err := os.ReadFile(file)
@@ -133,11 +137,11 @@ func TestAPIPipeline(t *testing.T) {
 			return httpmock.NewStringResponse(401, `{"message":"401 Unauthorized"}`), nil
 		}
 		return httpmock.NewStringResponse(200, `{"id":2045,"iid":7,"project_id":42,"sha":"0123456789ABCDEF0123456789abcdef01234567","ref":"v1.0","tag":true,`+
-			`"status":"canceled","web_url":"https://gitlab.example.com/acme/widgets/-/pipelines/2045","created_at":"2026-11-25T10:00:00.000Z",`+
+			`"status":"canceled","source":"parent_pipeline","web_url":"https://gitlab.example.com/acme/widgets/-/pipelines/2045","created_at":"2026-11-25T10:00:00.000Z",`+
 			`"updated_at":"2026-11-25T10:05:00.000Z","finished_at":"2026-11-25T10:04:59.500Z"}`), nil
 	})
 	got, err := newClient(mock).Pipeline(context.Background(), 42, 2045)
-	want := Pipeline{ID: 2045, IID: 7, ProjectID: 42, SHA: "0123456789abcdef0123456789abcdef01234567", Ref: "v1.0", Tag: true, Status: "canceled",
+	want := Pipeline{ID: 2045, IID: 7, ProjectID: 42, SHA: "0123456789abcdef0123456789abcdef01234567", Ref: "v1.0", Tag: true, Status: "canceled", Source: "parent_pipeline",
 		URL: "https://gitlab.example.com/acme/widgets/-/pipelines/2045", CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 		UpdatedAt: time.Date(2026, 11, 25, 10, 5, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 25, 10, 4, 59, 5e8, time.UTC)}
 	if err != nil || got != want {
@@ -204,7 +208,7 @@ func TestAPIMirrorURL(t *testing.T) {
 }
 
 func FuzzParsePipelineHook(f *testing.F) {
-	for _, file := range []string{"testdata/pipeline-old-format.json", "testdata/pipeline-iso-format.json"} {
+	for _, file := range []string{"testdata/pipeline-old-format.json", "testdata/pipeline-iso-format.json", "testdata/pipeline-child.json"} {
 		body, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
@@ -231,5 +235,43 @@ func TestAPIProjectID(t *testing.T) {
 	id, err := newClient(mock).ProjectID(context.Background(), "acme/platform/widgets")
 	if err != nil || id != 77 {
 		t.Fatalf("%d %v (%v)", id, err, mock.GetCallCountInfo())
+	}
+}
+
+func TestAPITriggerJobName(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	mock.RegisterResponderWithQuery("GET", "https://gitlab.example.com/api/v4/projects/42/pipelines/2045/bridges", "per_page=100",
+		httpmock.NewStringResponder(200, `[{"id":9000,"name":"docs","downstream_pipeline":null},`+
+			`{"id":9001,"name":"deploy:review","downstream_pipeline":{"id":2046,"sha":"0123456","status":"running"}}]`))
+	c := newClient(mock)
+	if name, err := c.TriggerJobName(context.Background(), 42, 2045, 2046); err != nil || name != "deploy:review" {
+		t.Fatalf("%q %v", name, err)
+	}
+	if name, err := c.TriggerJobName(context.Background(), 42, 2045, 3000); err != nil || name != "" {
+		t.Fatalf("no bridge for the child: %q %v", name, err)
+	}
+}
+
+func TestAPIGroupProjects(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	pages := map[string][2]string{
+		"1": {"2", `[{"id":1,"path_with_namespace":"acme/platform/a"}]`},
+		"2": {"", `[{"id":2,"path_with_namespace":"acme/platform/deep/b"}]`},
+	}
+	mock.RegisterResponder("GET", "=~^https://gitlab.example.com/api/v4/groups/acme%2Fplatform/projects", func(r *http.Request) (*http.Response, error) {
+		q := r.URL.Query()
+		p, ok := pages[q.Get("page")]
+		if !ok || q.Get("include_subgroups") != "true" || q.Get("archived") != "false" || q.Get("per_page") != "100" {
+			return httpmock.NewStringResponse(400, `{"error":"unexpected query `+r.URL.RawQuery+`"}`), nil
+		}
+		resp := httpmock.NewStringResponse(200, p[1])
+		resp.Header.Set("X-Next-Page", p[0])
+		return resp, nil
+	})
+	got, err := newClient(mock).GroupProjects(context.Background(), "acme/platform")
+	if err != nil || len(got) != 2 || got[0] != (ProjectRef{1, "acme/platform/a"}) || got[1] != (ProjectRef{2, "acme/platform/deep/b"}) {
+		t.Fatalf("%+v, %v (%v)", got, err, mock.GetCallCountInfo())
 	}
 }

@@ -27,6 +27,16 @@ type Pipeline struct {
 	Ref         string
 	Tag         bool
 	SHA         string
+	// Name is the pipeline's name (workflow:name), if it has one.
+	Name string
+	// Source is what made the pipeline: push, web, schedule, api,
+	// parent_pipeline (a child pipeline: trigger: include:), pipeline (a
+	// multi-project downstream pipeline), ...
+	Source string
+	// ParentProjectID and ParentPipelineID name the pipeline that triggered
+	// this one (source_pipeline), for downstream pipelines; 0 otherwise.
+	ParentProjectID  int64
+	ParentPipelineID int64
 	// Status is GitLab's word: running, success, canceled, ...
 	Status     string
 	URL        string
@@ -42,6 +52,8 @@ type hookPayload struct {
 	ObjectAttributes *struct {
 		ID         int64  `json:"id"`
 		IID        int64  `json:"iid"`
+		Name       string `json:"name"`
+		Source     string `json:"source"`
 		Ref        string `json:"ref"`
 		Tag        bool   `json:"tag"`
 		SHA        string `json:"sha"`
@@ -55,7 +67,21 @@ type hookPayload struct {
 		PathWithNamespace string `json:"path_with_namespace"`
 		WebURL            string `json:"web_url"`
 	} `json:"project"`
+	SourcePipeline *struct {
+		Project *struct {
+			ID int64 `json:"id"`
+		} `json:"project"`
+		PipelineID int64 `json:"pipeline_id"`
+	} `json:"source_pipeline"`
 }
+
+// ChildPipeline is the source of a pipeline a parent made with trigger:
+// include: in the same project.
+const ChildPipeline = "parent_pipeline"
+
+// IsChild reports whether p is a child pipeline: its parent's status covers
+// it, and it must never change that status.
+func (p Pipeline) IsChild() bool { return p.Source == ChildPipeline }
 
 // ParsePipelineHook reads a Pipeline Hook body. Its errors say which field
 // is wrong, for the 400 answer and the log.
@@ -82,7 +108,13 @@ func ParsePipelineHook(body []byte) (Pipeline, error) {
 		return Pipeline{}, fmt.Errorf("project.path_with_namespace is %q, not a project path", clip(p.PathWithNamespace))
 	}
 	out := Pipeline{ID: a.ID, IID: a.IID, ProjectID: p.ID, ProjectPath: p.PathWithNamespace, Ref: a.Ref, Tag: a.Tag,
-		SHA: strings.ToLower(a.SHA), Status: a.Status, URL: a.URL}
+		SHA: strings.ToLower(a.SHA), Status: a.Status, URL: a.URL, Name: a.Name, Source: a.Source}
+	if sp := h.SourcePipeline; sp != nil {
+		out.ParentPipelineID = sp.PipelineID
+		if sp.Project != nil {
+			out.ParentProjectID = sp.Project.ID
+		}
+	}
 	var err error
 	if out.CreatedAt, err = ParseTime(a.CreatedAt); err != nil {
 		return Pipeline{}, fmt.Errorf("object_attributes.created_at: %v", err)
