@@ -160,6 +160,90 @@ func TestOAuthClientCredentialsThenBearer(t *testing.T) {
 	}
 }
 
+// TestOAuthTokenIsRefreshedBeforeItExpires: Cloud's access tokens last two
+// hours; a relay posts for weeks. A token is replaced a tenth of its life
+// before it expires (here it lasts one second).
+func TestOAuthTokenIsRefreshedBeforeItExpires(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	var tokens, posts script
+	tokens.on(mock, "POST", "https://bitbucket.org/site/oauth2/access_token",
+		reply{code: 200, body: `{"access_token":"oauth-1","expires_in":1,"token_type":"bearer"}`},
+		reply{code: 200, body: `{"access_token":"oauth-2","expires_in":7200,"token_type":"bearer"}`})
+	posts.on(mock, "POST", cloudStatusURL, reply{code: 201, body: `{}`})
+	c := newClient(mock, Auth{Kind: OAuth, ClientID: "key", ClientSecret: "secret", TokenURL: "https://bitbucket.org/site/oauth2/access_token"})
+	post := func() {
+		t.Helper()
+		if _, err := cloud.Post(context.Background(), c, sha, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post()
+	post() // within its life: the same token
+	time.Sleep(950 * time.Millisecond)
+	post() // 0.95 s of 1 s: past the margin, a new one
+	post()
+	var used []string
+	for _, p := range posts.requests() {
+		used = append(used, p.Authorization)
+	}
+	if got := strings.Join(used, ","); got != "Bearer oauth-1,Bearer oauth-1,Bearer oauth-2,Bearer oauth-2" || len(tokens.requests()) != 2 {
+		t.Fatalf("tokens used: %s; %d token requests", got, len(tokens.requests()))
+	}
+	if c.Secrets.Scrub("oauth-1 oauth-2") != "[REDACTED] [REDACTED]" {
+		t.Error("a refreshed token is not registered as a secret")
+	}
+}
+
+// TestOAuth401FetchesANewTokenOnce: a token refused before its announced
+// expiry (revoked, or the server's clock) is replaced once and the request
+// sent again; a 401 to a token just fetched is the answer.
+func TestOAuth401FetchesANewTokenOnce(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	var tokens script
+	tokens.on(mock, "POST", "https://bitbucket.org/site/oauth2/access_token",
+		reply{code: 200, body: `{"access_token":"oauth-1","expires_in":7200}`},
+		reply{code: 200, body: `{"access_token":"oauth-2","expires_in":7200}`},
+		reply{code: 200, body: `{"access_token":"oauth-3","expires_in":7200}`})
+	var mu sync.Mutex
+	var used []string
+	refuse := map[string]bool{"Bearer oauth-1": false}
+	mock.RegisterResponder("POST", cloudStatusURL, func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		auth := r.Header.Get("Authorization")
+		used = append(used, auth)
+		if refuse[auth] || auth == "Bearer oauth-3" {
+			return httpmock.NewStringResponse(401, ``), nil
+		}
+		return httpmock.NewStringResponse(201, `{}`), nil
+	})
+	c := newClient(mock, Auth{Kind: OAuth, ClientID: "key", ClientSecret: "secret", TokenURL: "https://bitbucket.org/site/oauth2/access_token"})
+	if _, err := cloud.Post(context.Background(), c, sha, status); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	refuse["Bearer oauth-1"] = true // revoked
+	mu.Unlock()
+	if _, err := cloud.Post(context.Background(), c, sha, status); err != nil {
+		t.Fatalf("a revoked token was not replaced: %v", err)
+	}
+	mu.Lock()
+	refuse["Bearer oauth-2"] = true
+	mu.Unlock()
+	_, err := cloud.Post(context.Background(), c, sha, status)
+	var he *HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 401 {
+		t.Fatalf("a 401 to a token just fetched: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(used, ","); got != "Bearer oauth-1,Bearer oauth-1,Bearer oauth-2,Bearer oauth-2,Bearer oauth-3" || len(tokens.requests()) != 3 {
+		t.Fatalf("tokens used: %s; %d token requests", got, len(tokens.requests()))
+	}
+}
+
 func TestOAuthFailure(t *testing.T) {
 	t.Parallel()
 	mock := httpmock.NewMockTransport()

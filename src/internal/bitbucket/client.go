@@ -44,8 +44,8 @@ type Client struct {
 	// holds a worker.
 	MaxAttempts int
 
-	oauthMu    sync.Mutex
-	oauthToken string
+	oauthMu sync.Mutex
+	oauth   oauthToken
 
 	capsMu sync.Mutex
 	caps   map[string]cachedCapabilities
@@ -63,9 +63,22 @@ type Response struct {
 // Do sends req, retrying what may succeed later, until it succeeds, fails
 // for good, or ctx ends. A non-2xx answer is an *HTTPError; a request that
 // never got an answer is a *TransportError.
+//
+// With an OAuth consumer, a 401 to a token that was not just fetched gets
+// one more try with a new token: a token can expire or be revoked before
+// the time it announced.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	bearer, err := c.oauthAccessToken(ctx)
+	bearer, fresh, err := c.oauthAccessToken(ctx)
 	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(ctx, req, "application/json", func(h http.Header) { c.Auth.apply(h, bearer) })
+	var he *HTTPError
+	if c.Auth.Kind != OAuth || fresh || !errors.As(err, &he) || he.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	c.forgetOAuthToken(bearer)
+	if bearer, _, err = c.oauthAccessToken(ctx); err != nil {
 		return nil, err
 	}
 	return c.send(ctx, req, "application/json", func(h http.Header) { c.Auth.apply(h, bearer) })

@@ -4,7 +4,9 @@
 // records every request for the test to inspect. Repository slugs choose
 // misbehaviour: "missing", "forbidden", "reject", "rate-limited", "flaky",
 // "down" and "hang"; "near-limit" works but says the credential is near its
-// hourly limit. For Data Center, the project key "MISSING" and commits
+// hourly limit. Posted statuses are kept and read back by key (Cloud's
+// statuses/build/{key}, Data Center's builds?key= from 7.14, the legacy
+// list). For Data Center, the project key "MISSING" and commits
 // starting "badc0de" are missing too, and DataCenterVersion chooses what the
 // server supports and how it answers a route it does not have, as real
 // servers of that version do.
@@ -20,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Server is an http.Handler. Set the expected credential before serving.
@@ -38,10 +41,15 @@ type Server struct {
 	// own 404, never Bitbucket's errors[] envelope. "null-for-uri" (the
 	// default before 10.0), "http-404" (the default from 10.0) or "xml".
 	NotFoundShape string
+	// OAuthTokenTTL, when set, makes each OAuth access token a new one that
+	// expires after it (Cloud's last two hours); unset, the one token
+	// OAuthAccessToken never expires.
+	OAuthTokenTTL time.Duration
 
 	mu       sync.Mutex
-	statuses map[string]bool // commit + key
-	tries    map[string]int  // path -> attempts, for "flaky"
+	statuses map[string]json.RawMessage // commit + key -> the status as posted
+	tries    map[string]int             // path -> attempts, for "flaky"
+	tokens   map[string]time.Time       // OAuth access token -> expiry
 	log      []Record
 }
 
@@ -79,6 +87,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log, s.statuses, s.tries = nil, nil, nil
 		return
 	}
+
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 	s.route(rec, r, body)
@@ -146,7 +155,17 @@ func (s *Server) authorized(r *http.Request) bool {
 	if s.User == "" && r.Header.Get("Authorization") == "Bearer "+s.Token {
 		return true
 	}
-	return s.ClientID != "" && r.Header.Get("Authorization") == "Bearer "+OAuthAccessToken
+	if s.ClientID == "" {
+		return false
+	}
+	bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if s.OAuthTokenTTL == 0 {
+		return bearer == OAuthAccessToken
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	expires, ok := s.tokens[bearer]
+	return ok && time.Now().Before(expires)
 }
 
 func (s *Server) oauth(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -157,8 +176,57 @@ func (s *Server) oauth(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeJSON(w, http.StatusBadRequest, `{"error":"unsupported_grant_type","error_description":"Unsupported grant type"}`)
 	case !ok || s.ClientID == "" || id != s.ClientID || secret != s.ClientSecret:
 		writeJSON(w, http.StatusBadRequest, `{"error":"unauthorized_client","error_description":"Invalid OAuth client credentials"}`)
+	case s.OAuthTokenTTL > 0:
+		s.mu.Lock()
+		if s.tokens == nil {
+			s.tokens = map[string]time.Time{}
+		}
+		token := fmt.Sprintf("%s-%d", OAuthAccessToken, len(s.tokens)+1)
+		s.tokens[token] = time.Now().Add(s.OAuthTokenTTL)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"access_token":%q,"scopes":"repository","expires_in":%d,"token_type":"bearer"}`,
+			token, int(s.OAuthTokenTTL.Seconds())))
 	default:
 		writeJSON(w, http.StatusOK, `{"access_token":"`+OAuthAccessToken+`","scopes":"repository","expires_in":7200,"token_type":"bearer"}`)
+	}
+}
+
+// Shown is the status a commit shows under key, as last posted; nil if none.
+func (s *Server) Shown(commit, key string) json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statuses[commit+"\x00"+key]
+}
+
+// SetShown makes a commit show a status under key, as another writer
+// would (a test of what the relay heals).
+func (s *Server) SetShown(commit, key string, status json.RawMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remember(commit, key, status)
+}
+
+// remember stores a posted status; it reports whether the key existed.
+func (s *Server) remember(commit, key string, status json.RawMessage) bool {
+	if s.statuses == nil {
+		s.statuses = map[string]json.RawMessage{}
+	}
+	_, existed := s.statuses[commit+"\x00"+key]
+	s.statuses[commit+"\x00"+key] = status
+	return existed
+}
+
+// showStatus answers a read of one status: Cloud's GET .../statuses/build/{key}
+// or Data Center's GET .../builds?key=.
+func (s *Server) showStatus(w http.ResponseWriter, commit, key string, dataCenter bool) {
+	st := s.Shown(commit, key)
+	switch {
+	case st != nil:
+		writeJSON(w, http.StatusOK, string(st))
+	case dataCenter:
+		noSuch(w, "No build status with key '"+key+"' exists for commit "+commit+".", "build.NoSuchBuildStatusException")
+	default:
+		writeJSON(w, http.StatusNotFound, `{"type":"error","error":{"message":"Commit status not found"}}`)
 	}
 }
 
@@ -235,6 +303,8 @@ func (s *Server) cloud(w http.ResponseWriter, r *http.Request, parts []string, b
 		writeJSON(w, http.StatusOK, `{"type":"repository","full_name":"`+parts[1]+`/`+slug+`"}`)
 	case r.Method == http.MethodPost && len(parts) == 7 && parts[3] == "commit" && parts[5] == "statuses" && parts[6] == "build":
 		s.cloudStatus(w, parts[4], body)
+	case r.Method == http.MethodGet && len(parts) == 8 && parts[3] == "commit" && parts[5] == "statuses" && parts[6] == "build":
+		s.showStatus(w, parts[4], parts[7], false)
 	default:
 		writeJSON(w, http.StatusNotFound, `{"type":"error","error":{"message":"Resource not found"}}`)
 	}
@@ -265,12 +335,10 @@ func (s *Server) cloudStatus(w http.ResponseWriter, commit string, body []byte) 
 	case st.URL != "" && (len(st.URL) > 450 || !validURL(st.URL)):
 		field("url", "Enter a valid URL.")
 	default:
+		shown, _ := json.Marshal(map[string]string{"type": "build", "key": st.Key, "state": st.State, "name": st.Name,
+			"description": st.Description, "url": st.URL, "refname": st.Refname})
 		s.mu.Lock()
-		if s.statuses == nil {
-			s.statuses = map[string]bool{}
-		}
-		existed := s.statuses[commit+"\x00"+st.Key]
-		s.statuses[commit+"\x00"+st.Key] = true
+		existed := s.remember(commit, st.Key, shown)
 		s.mu.Unlock()
 		code := http.StatusCreated
 		if existed {
@@ -340,7 +408,11 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 	version := s.dcVersion()
 	// build-status/1.0/commits/{sha}: every version, deprecated in 7.14.
 	if len(parts) == 4 && parts[0] == "build-status" && parts[2] == "commits" && r.Method == http.MethodPost {
-		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
+		s.dataCenterStatus(w, parts[3], body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
+		return
+	}
+	if len(parts) == 4 && parts[0] == "build-status" && parts[2] == "commits" && r.Method == http.MethodGet {
+		s.legacyList(w, parts[3])
 		return
 	}
 	// The context path and scheme the server believes it has, for the links it gives.
@@ -368,7 +440,8 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 	}
 	project, slug := parts[3], parts[5]
 	builds := len(parts) == 9 && parts[6] == "commits" && parts[8] == "builds" && r.Method == http.MethodPost
-	if builds && version < 704 {
+	readBuild := len(parts) == 9 && parts[6] == "commits" && parts[8] == "builds" && r.Method == http.MethodGet
+	if (builds && version < 704) || (readBuild && version < 714) {
 		s.unknownRoute(w, r)
 		return
 	}
@@ -385,9 +458,11 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 	case slug == "forbidden":
 		writeJSON(w, http.StatusForbidden, `{"errors":[{"context":null,"message":"You are not permitted to access this resource","exceptionName":"com.atlassian.bitbucket.AuthorisationException"}]}`)
 	case builds && version >= 800:
-		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true, "CANCELLED": true, "UNKNOWN": true})
+		s.dataCenterStatus(w, parts[7], body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true, "CANCELLED": true, "UNKNOWN": true})
 	case builds:
-		s.dataCenterStatus(w, body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
+		s.dataCenterStatus(w, parts[7], body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
+	case readBuild:
+		s.showStatus(w, parts[7], r.URL.Query().Get("key"), true)
 	case r.Method == http.MethodGet && (len(parts) == 6 || (len(parts) == 8 && parts[6] == "commits")):
 		writeJSON(w, http.StatusOK, `{"slug":"`+slug+`"}`)
 	default:
@@ -395,9 +470,9 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 	}
 }
 
-func (s *Server) dataCenterStatus(w http.ResponseWriter, body []byte, states map[string]bool) {
+func (s *Server) dataCenterStatus(w http.ResponseWriter, commit string, body []byte, states map[string]bool) {
 	var st struct {
-		Key, State, URL string
+		Key, State, URL, Name, Description string
 	}
 	bad := func(msg string) {
 		writeJSON(w, http.StatusBadRequest, fmt.Sprintf(`{"errors":[{"context":null,"message":%q,"exceptionName":null}]}`, msg))
@@ -412,8 +487,27 @@ func (s *Server) dataCenterStatus(w http.ResponseWriter, body []byte, states map
 	case st.URL == "" || len(st.URL) > 450 || !validURL(st.URL):
 		bad("url: must be a valid URL of at most 450 characters.")
 	default:
+		shown, _ := json.Marshal(map[string]string{"key": st.Key, "state": st.State, "url": st.URL, "name": st.Name, "description": st.Description})
+		s.mu.Lock()
+		s.remember(commit, st.Key, shown)
+		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// legacyList answers GET /rest/build-status/1.0/commits/{sha}: every status
+// of the commit, one page.
+func (s *Server) legacyList(w http.ResponseWriter, commit string) {
+	s.mu.Lock()
+	var values []json.RawMessage
+	for k, v := range s.statuses {
+		if strings.HasPrefix(k, commit+"\x00") {
+			values = append(values, v)
+		}
+	}
+	s.mu.Unlock()
+	page, _ := json.Marshal(map[string]any{"size": len(values), "limit": 100, "isLastPage": true, "start": 0, "values": values})
+	writeJSON(w, http.StatusOK, string(page))
 }
 
 func writeJSON(w http.ResponseWriter, code int, body string) {
