@@ -552,10 +552,22 @@ func TestRelayRereadsAndSweeps(t *testing.T) {
 		s := bb.posted()["/2.0/repositories/acme/widgets/commit/"+other+"/statuses/build gitlab/acme/widgets"]
 		return len(s) == 1 && s[0] == "SUCCESSFUL"
 	}, func() string { return fmt.Sprint(bb.posted()) + r.log() })
-	// Sweeping again posts nothing new.
+	// Sweeping again posts nothing new: it reads back what Bitbucket shows,
+	// which is what was posted.
 	time.Sleep(2500 * time.Millisecond)
-	if n := len(bb.Requests()); n != 2 {
-		t.Errorf("%d posts, want 2: %+v", n, bb.Requests())
+	posts, reads := 0, 0
+	for _, req := range bb.Requests() {
+		switch {
+		case req.Method == "POST":
+			posts++
+		case req.Method == "GET" && req.Code == 200:
+			reads++
+		default:
+			t.Errorf("unexpected %s %s: %d", req.Method, req.Path, req.Code)
+		}
+	}
+	if posts != 2 || reads == 0 {
+		t.Errorf("%d posts (want 2), %d reads back: %+v", posts, reads, bb.Requests())
 	}
 }
 
@@ -694,13 +706,18 @@ func TestRelayBitbucketDownThenBack(t *testing.T) {
 			t.Errorf("%s: %v", k, states)
 		}
 	}
-	// Backoff from 200 ms, doubling, with jitter: a handful of tries per
-	// status in 2 s, not a busy loop.
-	if during > 10*6 {
+	// Three failures in a row open the server's breaker: its statuses wait,
+	// then one post at a time tries it, with a growing pause; not a retry
+	// per status, and not a busy loop.
+	if during > 20 {
 		t.Errorf("%d requests in 2 s of outage for 10 statuses", during)
 	}
-	if r.metric(`bitbucket_relay_posts_total{code="503",outcome="retry"}`) < 10 {
+	if r.metric(`bitbucket_relay_posts_total{code="503",outcome="retry"}`) < 3 {
 		t.Errorf("retries not counted:\n%s", func() string { _, m := r.get("/metrics"); return m }())
+	}
+	if !strings.Contains(r.log(), `"msg":"Bitbucket server keeps failing: its breaker is open, its statuses wait","server":"`+bb.url+`/2.0"`) ||
+		!strings.Contains(r.log(), `"msg":"Bitbucket server answers again: its breaker is closed"`) {
+		t.Errorf("the breaker is not logged:\n%s", r.log())
 	}
 }
 

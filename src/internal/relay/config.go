@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
@@ -30,6 +31,13 @@ type Env struct {
 	MaxBody      int64  `env:"BITBUCKET_RELAY_MAX_BODY, default=26214400" help:"Largest webhook body accepted, in bytes (GitLab.com's own maximum payload, 25 MB)."`
 	RetryBase    string `env:"BITBUCKET_RELAY_RETRY_BASE, default=2s" help:"First wait before posting a status again after a 5xx or no answer; doubles up to 2m, with no limit on tries."`
 	PauseBase    string `env:"BITBUCKET_RELAY_PAUSE_BASE, default=30s" help:"First pause of a credential after a Bitbucket Cloud 429 (which says no Retry-After); doubles up to 10m while 429s go on."`
+	Retention    string `env:"BITBUCKET_RELAY_RETENTION, default=720h" help:"How long the store keeps a status after its last change (720h: 30 days), whatever else is configured; a change Bitbucket never took is dropped after as long."`
+
+	ServerWorkers    int    `env:"BITBUCKET_RELAY_SERVER_WORKERS" help:"Posts in flight to one Bitbucket server at most, so a server that hangs cannot hold every worker. Default: BITBUCKET_RELAY_WORKERS with one server configured, half of it with several."`
+	ReadBudget       int64  `env:"BITBUCKET_RELAY_READ_BUDGET, default=33554432" help:"Bytes of webhook bodies read at once over all requests (32 MiB), beside 8 MiB kept for bodies of 256 KiB or less; past it a request gets 503 with Retry-After. Bounds memory when bodies must be read to check a signature."`
+	MirrorWorkspaces string `env:"BITBUCKET_RELAY_MIRROR_WORKSPACES" help:"With GITLAB_TOKEN: the Bitbucket Cloud workspaces (space- or comma-separated) a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
+	MirrorProjects   string `env:"BITBUCKET_RELAY_MIRROR_PROJECTS" help:"With GITLAB_TOKEN and BITBUCKET_SERVER_URL: the Data Center project keys a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
+	VerifyPerHour    int    `env:"BITBUCKET_RELAY_VERIFY_PER_HOUR, default=100" help:"With GITLAB_TOKEN: how many statuses per credential and hour the sweep reads back from Bitbucket, to post again one that shows something else; 0 turns it off. Counts against Bitbucket Cloud's 1,000 requests an hour."`
 
 	AccessToken       string `env:"BITBUCKET_ACCESS_TOKEN" help:"The default credential: an access token (Bearer) or, with BITBUCKET_USERNAME, an API token or password (Basic)."`
 	Username          string `env:"BITBUCKET_USERNAME" help:"Send BITBUCKET_ACCESS_TOKEN with HTTP Basic as this user (an API token's Atlassian account email)."`
@@ -66,7 +74,13 @@ type Config struct {
 	MaxBody      int64
 	RetryBase    time.Duration
 	PauseBase    time.Duration
-	GitLab       *gitlab.Client // nil without GITLAB_TOKEN
+	Retention    time.Duration
+	// ServerWorkers is the limit of posts in flight per Bitbucket server.
+	ServerWorkers int
+	// ReadBudget bounds the webhook bodies being read at once.
+	ReadBudget    int64
+	VerifyPerHour int
+	GitLab        *gitlab.Client // nil without GITLAB_TOKEN
 	// Credentials by name; "default" is the BITBUCKET_* variables' (absent
 	// when they are not set).
 	Credentials map[string]bitbucket.Auth
@@ -75,8 +89,44 @@ type Config struct {
 	defaultCloudAPI   string
 	defaultDataCenter string
 	defaultProject    string
+	// mirrorAllowed is, per credential, where a pull mirror may lead it.
+	mirrorAllowed map[string]mirrorAllowList
+	// lease is how long a claimed status is this process's.
+	lease time.Duration
 	// Secrets are every secret the configuration holds, for the log filter.
 	Secrets []string
+}
+
+// mirrorAllowList is where a pull mirror may lead one credential: Cloud
+// workspaces and Data Center project keys, lower-cased.
+type mirrorAllowList struct{ workspaces, projects map[string]bool }
+
+func newMirrorAllowList(workspaces, projects []string) mirrorAllowList {
+	set := func(names []string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range names {
+			if n = strings.ToLower(strings.TrimSpace(n)); n != "" {
+				m[n] = true
+			}
+		}
+		return m
+	}
+	return mirrorAllowList{workspaces: set(workspaces), projects: set(projects)}
+}
+
+// followsMirrors reports whether any credential may follow a pull mirror.
+func (c *Config) followsMirrors() bool {
+	for _, a := range c.mirrorAllowed {
+		if len(a.workspaces)+len(a.projects) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// splitList reads a space- or comma-separated variable.
+func splitList(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 // DefaultCredential is the credential of the BITBUCKET_* variables.
@@ -86,7 +136,8 @@ const DefaultCredential = "default"
 // name the variable or route to change.
 func Resolve(e Env, env func(string) string) (*Config, error) {
 	c := &Config{Listen: e.Listen, WebhookToken: strings.TrimSpace(e.WebhookToken), Data: e.Data, Workers: e.Workers, MaxBody: e.MaxBody,
-		DatabaseURL: strings.TrimSpace(e.DatabaseURL), Credentials: map[string]bitbucket.Auth{}}
+		DatabaseURL: strings.TrimSpace(e.DatabaseURL), Credentials: map[string]bitbucket.Auth{}, ReadBudget: e.ReadBudget,
+		VerifyPerHour: e.VerifyPerHour, mirrorAllowed: map[string]mirrorAllowList{}, lease: defaultLease}
 	if c.DatabaseURL != "" {
 		u, err := url.Parse(c.DatabaseURL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
@@ -123,6 +174,15 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	if c.PauseBase, err = time.ParseDuration(e.PauseBase); err != nil || c.PauseBase <= 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_PAUSE_BASE is %q: use a positive duration such as 30s", e.PauseBase)
 	}
+	if c.Retention, err = time.ParseDuration(e.Retention); err != nil || c.Retention < time.Hour {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_RETENTION is %q: use a duration of at least 1h, such as 720h (30 days)", e.Retention)
+	}
+	if c.ReadBudget < 1<<20 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_READ_BUDGET is %d: use a size in bytes of at least 1048576 (1 MiB)", c.ReadBudget)
+	}
+	if c.VerifyPerHour < 0 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_VERIFY_PER_HOUR is %d: use 0 (off) or more", c.VerifyPerHour)
+	}
 	if c.Workers < 1 || c.Workers > 256 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_WORKERS is %d: use 1 to 256", c.Workers)
 	}
@@ -154,6 +214,10 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	}
 	// The default credential, as the job binary reads it.
 	spec := CredentialSpec{Username: e.Username, ClientID: e.OAuthClientID}
+	c.mirrorAllowed[DefaultCredential] = newMirrorAllowList(splitList(e.MirrorWorkspaces), splitList(e.MirrorProjects))
+	if len(splitList(e.MirrorProjects)) > 0 && e.ServerURL == "" {
+		return nil, errors.New("BITBUCKET_RELAY_MIRROR_PROJECTS names Data Center project keys, but BITBUCKET_SERVER_URL is not set: set the server they are on")
+	}
 	envOf := func(name string) string {
 		return map[string]string{"BITBUCKET_ACCESS_TOKEN": e.AccessToken, "BITBUCKET_OAUTH_CLIENT_SECRET": e.OAuthClientSecret}[name]
 	}
@@ -163,7 +227,7 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	if e.OAuthClientSecret != "" {
 		spec.ClientSecretEnv = "BITBUCKET_OAUTH_CLIENT_SECRET"
 	}
-	if spec != (CredentialSpec{}) {
+	if !spec.isZero() {
 		auth, err := credentialAuth(DefaultCredential, spec, envOf, e.OAuthTokenURL)
 		if err != nil {
 			return nil, fmt.Errorf("the BITBUCKET_* credential: %w", err)
@@ -188,6 +252,7 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 				return nil, fmt.Errorf("BITBUCKET_RELAY_ROUTES (%s): %v", e.Routes, err)
 			}
 			c.Credentials[name] = auth
+			c.mirrorAllowed[name] = newMirrorAllowList(spec.MirrorWorkspaces, spec.MirrorProjects)
 		}
 		for _, r := range c.routes {
 			if !r.Skip && r.Credential == "" && c.Credentials[DefaultCredential].Kind == bitbucket.NoAuth {
@@ -203,7 +268,44 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	for _, a := range c.Credentials {
 		c.Secrets = append(c.Secrets, a.Token, a.ClientSecret)
 	}
+	c.ServerWorkers = e.ServerWorkers
+	switch servers := len(c.servers()); {
+	case c.ServerWorkers < 0 || c.ServerWorkers > c.Workers:
+		return nil, fmt.Errorf("BITBUCKET_RELAY_SERVER_WORKERS is %d: use 1 to BITBUCKET_RELAY_WORKERS (%d)", c.ServerWorkers, c.Workers)
+	case c.ServerWorkers > 0:
+	case servers > 1:
+		c.ServerWorkers = max(1, c.Workers/2)
+	default:
+		c.ServerWorkers = c.Workers
+	}
 	return c, nil
+}
+
+// servers lists the Bitbucket servers the configuration can post to.
+func (c *Config) servers() []string {
+	set := map[string]bool{}
+	if _, ok := c.Credentials[DefaultCredential]; ok {
+		set[c.defaultCloudAPI] = c.defaultDataCenter == "" || c.GitLab != nil
+		if c.defaultDataCenter != "" {
+			set[c.defaultDataCenter] = true
+		}
+	}
+	for _, r := range c.routes {
+		switch {
+		case r.Skip:
+		case r.Cloud != "":
+			set[c.defaultCloudAPI] = true
+		default:
+			set[strings.TrimRight(r.DataCenter, "/")] = true
+		}
+	}
+	var out []string
+	for s, used := range set {
+		if used {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // checkBaseURL allows https, and plain http only to a loopback host.

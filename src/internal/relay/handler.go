@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ func (r *Relay) readyz(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if err := r.store.Ping(req.Context()); err != nil {
-		http.Error(w, "not ready: the store does not answer", http.StatusServiceUnavailable)
+		http.Error(w, "not ready: the store cannot write: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
@@ -45,7 +46,10 @@ func answer(w http.ResponseWriter, code int, text string) {
 
 // webhook: authenticate, read, store durably, answer 202; the posting
 // happens afterwards. Every event it chooses to ignore gets 200, since
-// GitLab disables a hook that fails.
+// GitLab disables a hook that fails. Nothing of a stranger's request is
+// read: the secret token (and a signature's headers) are checked before
+// the body, and bodies that must be read to check a signature share a
+// bounded budget of memory.
 func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	kind := "other"
@@ -53,23 +57,43 @@ func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 		kind = "pipeline"
 	}
 	count := func(outcome string) { r.metrics.events.WithLabelValues(kind, outcome).Inc() }
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBody))
+	refuse := func(reason string) {
+		count("unauthorized")
+		r.log.Warn("webhook refused", "reason", reason, "remote", req.RemoteAddr, "event", req.Header.Get("X-Gitlab-Event"))
+		// The body is left unread: the connection closes after the answer.
+		w.Header().Set("Connection", "close")
+		answer(w, http.StatusUnauthorized, reason)
+	}
+	if reason := r.checkHeaders(req); reason != "" {
+		refuse(reason)
+		return
+	}
+	body, release, err := r.bodies.read(w, req, r.cfg.MaxBody)
+	defer release()
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		count("too_large")
+		w.Header().Set("Connection", "close")
 		answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes (BITBUCKET_RELAY_MAX_BODY)", r.cfg.MaxBody))
+		return
+	case errors.Is(err, errBusy):
+		count("busy")
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "5")
+		answer(w, http.StatusServiceUnavailable, "busy: "+errBusy.Error()+" (BITBUCKET_RELAY_READ_BUDGET); send it again in a few seconds")
 		return
 	case err != nil:
 		count("bad_request")
 		answer(w, http.StatusBadRequest, "could not read the body")
 		return
 	}
-	if reason := r.authenticate(req, body); reason != "" {
-		count("unauthorized")
-		r.log.Warn("webhook refused", "reason", reason, "remote", req.RemoteAddr, "event", req.Header.Get("X-Gitlab-Event"))
-		answer(w, http.StatusUnauthorized, reason)
-		return
+	if r.cfg.SigningKey != nil {
+		if err := r.cfg.SigningKey.Verify(req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp"),
+			req.Header.Get("webhook-signature"), body, time.Now()); err != nil {
+			refuse("signature: " + err.Error())
+			return
+		}
 	}
 	if kind != "pipeline" {
 		count("ignored")
@@ -83,16 +107,22 @@ func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 		answer(w, http.StatusBadRequest, "not a pipeline payload: "+err.Error())
 		return
 	}
-	logAttrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "gitlab_status", p.Status,
+	logAttrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "gitlab_status", p.Status, "source", p.Source,
 		"idempotency_key", req.Header.Get("Idempotency-Key")}
-	changed, rep, err := r.accept(req.Context(), p)
+	changed, rep, err := r.accept(context.WithValue(req.Context(), webhookContext{}, true), p)
 	var skip *skipError
+	var unresolved *unresolvedError
 	switch {
 	case errors.As(err, &skip):
 		count("no_route")
 		r.metrics.skipped.WithLabelValues(skip.reason).Inc()
 		r.log.Info("pipeline not reported", append(logAttrs, "reason", skip.msg)...)
 		answer(w, http.StatusOK, "not reported: "+skip.msg)
+	case errors.As(err, &unresolved):
+		count("accepted")
+		r.log.Info("event accepted", append(logAttrs, "status", rep.StatusID, "state", rep.State, "changed", changed,
+			"waiting_for", unresolved.Error(), "ms", time.Since(start).Milliseconds())...)
+		answer(w, http.StatusAccepted, "accepted; "+unresolved.Error())
 	case err != nil:
 		count("store_error")
 		r.log.Error("webhook not stored", append(logAttrs, "error", err.Error())...)
@@ -110,9 +140,10 @@ func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// authenticate checks the secret token and the signature, whichever are
-// configured (both when both are); it returns why a request fails, or "".
-func (r *Relay) authenticate(req *http.Request, body []byte) string {
+// checkHeaders checks what can be checked before reading a byte of the
+// body: the secret token, and that a signature's headers are there and
+// fresh. It returns why a request fails, or "".
+func (r *Relay) checkHeaders(req *http.Request) string {
 	if r.cfg.WebhookToken != "" {
 		got := req.Header.Get("X-Gitlab-Token")
 		if got == "" {
@@ -123,8 +154,8 @@ func (r *Relay) authenticate(req *http.Request, body []byte) string {
 		}
 	}
 	if r.cfg.SigningKey != nil {
-		if err := r.cfg.SigningKey.Verify(req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp"),
-			req.Header.Get("webhook-signature"), body, time.Now()); err != nil {
+		if _, err := gitlab.CheckHeaders(req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp"),
+			req.Header.Get("webhook-signature"), time.Now()); err != nil {
 			return "signature: " + err.Error()
 		}
 	}

@@ -92,31 +92,38 @@ func TestOrderingRule(t *testing.T) {
 	posted := func(r *store.Row) *store.Row { r.PostedPipeline, r.PostedState = r.PipelineID, r.State; return r }
 	refused := func(r *store.Row) *store.Row { r.LastError = "403"; return r }
 	pending := func(r *store.Row) *store.Row { r.Pending = true; return r }
+	const (
+		ignore  = store.Ignore
+		replace = store.Replace
+		wake    = store.Wake
+	)
 	for _, c := range []struct {
 		name          string
 		cur           *store.Row
 		in            store.Report
-		withoutGitLab bool
-		withGitLab    bool
+		withoutGitLab store.Decision
+		withGitLab    store.Decision
 	}{
-		{"first event", nil, in(1, "INPROGRESS", false, time.Time{}), true, true},
-		{"a newer pipeline supersedes", posted(row(1, "SUCCESSFUL", true, t1)), in(2, "INPROGRESS", false, time.Time{}), true, true},
-		{"a late event of an older pipeline is ignored", pending(row(2, "INPROGRESS", false, time.Time{})), in(1, "FAILED", true, t2), false, false},
-		{"a duplicate while pending", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "INPROGRESS", false, time.Time{}), false, false},
-		{"a duplicate of what was posted", posted(row(1, "SUCCESSFUL", true, t1)), in(1, "SUCCESSFUL", true, t1), false, false},
-		{"the same state after a refusal tries again", refused(row(1, "SUCCESSFUL", true, t1)), in(1, "SUCCESSFUL", true, t1), true, true},
-		{"final then running (a retry started): without GitLab, final stays", posted(row(1, "FAILED", true, t1)), in(1, "INPROGRESS", false, time.Time{}), false, true},
-		{"running then final", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "SUCCESSFUL", true, t1), true, true},
-		{"final then a later final (the retry's result)", posted(row(1, "FAILED", true, t1)), in(1, "SUCCESSFUL", true, t2), true, true},
-		{"final then an earlier final (out of order)", posted(row(1, "SUCCESSFUL", true, t2)), in(1, "FAILED", true, t1), false, true},
+		{"first event", nil, in(1, "INPROGRESS", false, time.Time{}), replace, replace},
+		{"a newer pipeline supersedes", posted(row(1, "SUCCESSFUL", true, t1)), in(2, "INPROGRESS", false, time.Time{}), replace, replace},
+		{"a late event of an older pipeline is ignored", pending(row(2, "INPROGRESS", false, time.Time{})), in(1, "FAILED", true, t2), ignore, ignore},
+		{"a duplicate while pending", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "INPROGRESS", false, time.Time{}), ignore, ignore},
+		{"a duplicate of what was posted", posted(row(1, "SUCCESSFUL", true, t1)), in(1, "SUCCESSFUL", true, t1), ignore, ignore},
+		{"the same state after a refusal tries again", refused(row(1, "SUCCESSFUL", true, t1)), in(1, "SUCCESSFUL", true, t1), replace, replace},
+		// A retry started: without GitLab the final state stays; with it,
+		// the worker asks GitLab, and the stored state stays the fallback.
+		{"final then running", posted(row(1, "FAILED", true, t1)), in(1, "INPROGRESS", false, time.Time{}), ignore, wake},
+		{"running then final", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "SUCCESSFUL", true, t1), replace, replace},
+		{"final then a later final (the retry's result)", posted(row(1, "FAILED", true, t1)), in(1, "SUCCESSFUL", true, t2), replace, replace},
+		{"final then an earlier final (out of order)", posted(row(1, "SUCCESSFUL", true, t2)), in(1, "FAILED", true, t1), ignore, wake},
 	} {
 		without := &Relay{cfg: &Config{}}
 		with := &Relay{cfg: &Config{GitLab: &gitlab.Client{}}}
 		if got := without.keep(c.cur, c.in); got != c.withoutGitLab {
-			t.Errorf("%s, without GITLAB_TOKEN: keep = %v", c.name, got)
+			t.Errorf("%s, without GITLAB_TOKEN: keep = %v, want %v", c.name, got, c.withoutGitLab)
 		}
 		if got := with.keep(c.cur, c.in); got != c.withGitLab {
-			t.Errorf("%s, with GITLAB_TOKEN: keep = %v", c.name, got)
+			t.Errorf("%s, with GITLAB_TOKEN: keep = %v, want %v", c.name, got, c.withGitLab)
 		}
 	}
 }
@@ -176,6 +183,10 @@ routes:
 	}
 }
 
+// TestMirrorDestination: a pull mirror leads a credential only where the
+// configuration names (any GitLab user who can create a project in the
+// group can point its mirror at any repository), and only to Bitbucket
+// Cloud or BITBUCKET_SERVER_URL.
 func TestMirrorDestination(t *testing.T) {
 	t.Parallel()
 	mock := httpmock.NewMockTransport()
@@ -184,37 +195,61 @@ func TestMirrorDestination(t *testing.T) {
 		2: `"https://git.example.com/bitbucket/scm/proj/widgets.git"`,
 		3: `"https://elsewhere.example.com/scm/PROJ/widgets.git"`,
 		4: `null`,
+		6: `"https://bitbucket.org/stranger/exfiltrate.git"`,
+		7: `"https://bitbucket.org/partner/widgets.git"`,
+		8: `"https://git.example.com/bitbucket/scm/SECRET/widgets.git"`,
 	} {
 		mock.RegisterResponder("GET", fmt.Sprintf("https://gitlab.example.com/api/v4/projects/%d", id),
 			httpmock.NewStringResponder(200, `{"import_url":`+importURL+`}`))
 	}
 	mock.RegisterResponder("GET", "https://gitlab.example.com/api/v4/projects/4/mirror/pull", httpmock.NewStringResponder(403, `{"message":"403 Forbidden"}`))
 	mock.RegisterResponder("GET", "https://gitlab.example.com/api/v4/projects/5", httpmock.NewStringResponder(503, `{"message":"down"}`))
-	cfg := &Config{defaultCloudAPI: bitbucket.DefaultCloudAPI, defaultDataCenter: "https://git.example.com/bitbucket",
-		Credentials: map[string]bitbucket.Auth{DefaultCredential: {Kind: bitbucket.Bearer, Token: "t"}},
-		GitLab:      &gitlab.Client{BaseURL: "https://gitlab.example.com", Token: "glpat", HTTP: &http.Client{Transport: mock}}}
-	r := &Relay{cfg: cfg, mirrors: map[int64]mirrorEntry{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	newRelay := func(allowed map[string]mirrorAllowList) *Relay {
+		cfg := &Config{defaultCloudAPI: bitbucket.DefaultCloudAPI, defaultDataCenter: "https://git.example.com/bitbucket", mirrorAllowed: allowed,
+			Credentials: map[string]bitbucket.Auth{DefaultCredential: {Kind: bitbucket.Bearer, Token: "t"}, "partners": {Kind: bitbucket.Bearer, Token: "p"}},
+			GitLab:      &gitlab.Client{BaseURL: "https://gitlab.example.com", Token: "glpat", HTTP: &http.Client{Transport: mock}}}
+		r := &Relay{cfg: cfg, mirrors: map[int64]mirrorEntry{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		r.metrics = newMetrics(nil, newServerGates(1, time.Second, r.log))
+		return r
+	}
+	where := func(r *Relay, id int64) string {
+		d, err := r.destination(context.Background(), gitlab.Pipeline{ProjectID: id, ProjectPath: "acme/widgets"})
+		if err != nil {
+			return "skip: " + err.Error()
+		}
+		return d.Where() + " with " + d.Credential
+	}
+	// Nothing allowed (the default): mirrors are not even looked up.
+	off := newRelay(map[string]mirrorAllowList{DefaultCredential: newMirrorAllowList(nil, nil)})
+	if got := where(off, 6); got != "skip: no route matches acme/widgets: for Data Center set BITBUCKET_PROJECT or add a route" {
+		t.Errorf("mirror following off: %s", got)
+	}
+	if n := mock.GetTotalCallCount(); n != 0 {
+		t.Errorf("GitLab was asked %d times with mirror following off", n)
+	}
+	r := newRelay(map[string]mirrorAllowList{
+		DefaultCredential: newMirrorAllowList([]string{"ACME"}, []string{"proj"}),
+		"partners":        newMirrorAllowList([]string{"partner"}, nil),
+	})
 	for id, want := range map[int64]string{
-		1: "bitbucket.org/acme/Other-Repo",
-		2: "PROJ/widgets at https://git.example.com/bitbucket",
+		1: "bitbucket.org/acme/Other-Repo with default",
+		2: "PROJ/widgets at https://git.example.com/bitbucket with default",
 		3: "skip: project 3 mirrors https://elsewhere.example.com, which is not BITBUCKET_SERVER_URL: add a route for it",
 		4: "skip: no route matches acme/widgets: for Data Center set BITBUCKET_PROJECT or add a route", // no mirror: the default route
-		5: "skip: reading project 5's mirror URL from GitLab: GitLab answered GET https://gitlab.example.com/api/v4/projects/5 with 503 Service Unavailable: down",
+		5: "skip: its destination waits for GitLab, which did not answer: GitLab answered GET https://gitlab.example.com/api/v4/projects/5 with 503 Service Unavailable: down",
+		6: "skip: project 6 mirrors Bitbucket Cloud workspace stranger, which no credential's mirror list names: " +
+			"add it to BITBUCKET_RELAY_MIRROR_WORKSPACES (or a credential's mirror_workspaces), or add a route",
+		7: "bitbucket.org/partner/widgets with partners",
+		8: "skip: project 8 mirrors Data Center project SECRET, which no credential's mirror list names: " +
+			"add it to BITBUCKET_RELAY_MIRROR_PROJECTS (or a credential's mirror_projects), or add a route",
 	} {
-		d, err := r.destination(context.Background(), gitlab.Pipeline{ProjectID: id, ProjectPath: "acme/widgets"})
-		got := ""
-		if err != nil {
-			got = "skip: " + err.Error()
-		} else {
-			got = d.Where()
-		}
-		if got != want {
+		if got := where(r, id); got != want {
 			t.Errorf("project %d:\n got %s\nwant %s", id, got, want)
 		}
 	}
 	// Asked once per project and hour.
 	calls := mock.GetCallCountInfo()["GET https://gitlab.example.com/api/v4/projects/1"]
-	if _, err := r.destination(context.Background(), gitlab.Pipeline{ProjectID: 1, ProjectPath: "acme/widgets"}); err != nil || calls != 1 ||
+	if got := where(r, 1); got != "bitbucket.org/acme/Other-Repo with default" || calls != 1 ||
 		mock.GetCallCountInfo()["GET https://gitlab.example.com/api/v4/projects/1"] != 1 {
 		t.Errorf("the mirror URL was asked again: %v", mock.GetCallCountInfo())
 	}

@@ -34,6 +34,18 @@ type CredentialSpec struct {
 	ClientID         string `yaml:"client_id"`
 	ClientSecretEnv  string `yaml:"client_secret_env"`
 	ClientSecretFile string `yaml:"client_secret_file"`
+	// MirrorWorkspaces (Cloud) and MirrorProjects (Data Center project
+	// keys, on BITBUCKET_SERVER_URL) are where a project's pull mirror may
+	// lead this credential. Empty: nowhere, so a GitLab user who can create
+	// a project cannot make the relay post to a repository they chose.
+	MirrorWorkspaces []string `yaml:"mirror_workspaces"`
+	MirrorProjects   []string `yaml:"mirror_projects"`
+}
+
+// isZero reports whether nothing is set.
+func (c CredentialSpec) isZero() bool {
+	return c.TokenEnv == "" && c.TokenFile == "" && c.Username == "" && c.ClientID == "" && c.ClientSecretEnv == "" &&
+		c.ClientSecretFile == "" && len(c.MirrorWorkspaces) == 0 && len(c.MirrorProjects) == 0
 }
 
 // RouteSpec is one route. Placeholders in cloud, repository, key and name:
@@ -52,9 +64,19 @@ type RouteSpec struct {
 	Credential string `yaml:"credential"`
 	Key        string `yaml:"key"`
 	Name       string `yaml:"name"`
+	// ChildPipelines is what a child pipeline (trigger: include:) of these
+	// projects posts: "skip" (the default: its parent's status covers it)
+	// or "own_status" (a status of its own, keyed by its trigger job).
+	ChildPipelines string `yaml:"child_pipelines"`
 	// Skip: never report these projects.
 	Skip bool `yaml:"skip"`
 }
+
+// The values of child_pipelines.
+const (
+	childSkip      = "skip"
+	childOwnStatus = "own_status"
+)
 
 // Route is a checked RouteSpec.
 type route struct {
@@ -72,6 +94,18 @@ type Destination struct {
 	Key, Name string
 	// Via says what chose it, for logs: "route 2 (platform/**)".
 	Via string
+	// ChildPipelines is the route's child_pipelines ("" is skip).
+	ChildPipelines string `json:",omitempty"`
+}
+
+// Server is the Bitbucket server the destination is on: Cloud's API or a
+// Data Center base URL. Limits of posts in flight and breakers are per
+// server.
+func (d Destination) Server() string {
+	if d.DataCenter != nil {
+		return d.DataCenter.Server
+	}
+	return d.Cloud.API
 }
 
 // Where names the repository.
@@ -121,8 +155,10 @@ func checkRoutes(f *RoutesFile) ([]route, error) {
 			return nil, fmt.Errorf("%s: data_center needs repository: PROJECT/slug", where)
 		case r.Cloud != "" && r.Repository != "":
 			return nil, fmt.Errorf("%s: repository is for data_center; for Bitbucket Cloud, cloud is workspace/slug", where)
-		case r.Credential != "" && f.Credentials[r.Credential] == (CredentialSpec{}):
+		case r.Credential != "" && f.Credentials[r.Credential].isZero():
 			return nil, fmt.Errorf("%s: credential %q is not defined under credentials", where, r.Credential)
+		case r.ChildPipelines != "" && r.ChildPipelines != childSkip && r.ChildPipelines != childOwnStatus:
+			return nil, fmt.Errorf("%s: child_pipelines is %q: use skip (the default) or own_status", where, r.ChildPipelines)
 		}
 		out = append(out, route{RouteSpec: r, index: i + 1, pattern: pattern})
 	}

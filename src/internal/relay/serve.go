@@ -27,6 +27,8 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	var background sync.WaitGroup
 	background.Add(1)
 	go func() { defer background.Done(); r.Work(workCtx) }()
+	background.Add(1)
+	go func() { defer background.Done(); r.Maintain(workCtx) }()
 	if r.cfg.GitLab != nil && r.cfg.Sweep > 0 {
 		background.Add(1)
 		go func() { defer background.Done(); r.Sweep(workCtx, r.cfg.Sweep) }()

@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
@@ -22,13 +24,16 @@ const (
 	// postTimeout bounds one post (GitLab re-read included): a hung
 	// Bitbucket holds a worker this long at most.
 	postTimeout = 20 * time.Second
-	// lease is how long a claimed row is this process's: past it, another
-	// replica (or this one after a restart) takes it over. Longer than a
-	// post, so a live replica keeps its rows; short enough that a dead one's
-	// work moves on within 30 s.
-	lease = 25 * time.Second
+	// defaultLease is how long a claimed row is this process's, by the
+	// store's clock: past it, another replica (or this one after a
+	// restart) takes it over. A post ends (its requests are cut) a fifth of
+	// the lease before the lease does, so two posts of one status never
+	// overlap; a dead replica's work moves on within 30 s.
+	defaultLease = 25 * time.Second
 	// poll is how often the worker looks for retries that became due.
 	poll = 250 * time.Millisecond
+	// claimBackoffMax caps the wait between claims while the store fails.
+	claimBackoffMax = 5 * time.Second
 )
 
 // errPaused is the outcome of a row whose credential is paused.
@@ -51,6 +56,7 @@ func (r *Relay) Work(ctx context.Context) {
 	defer inflight.Wait()
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
+	storeWait := time.Duration(0)
 	for ctx.Err() == nil {
 		free := cap(slots) - len(slots)
 		if free == 0 {
@@ -60,13 +66,33 @@ func (r *Relay) Work(ctx context.Context) {
 			}
 			continue
 		}
-		rows, err := r.store.Claim(ctx, r.owner, time.Now(), lease, free)
-		if err != nil && ctx.Err() == nil {
-			r.log.Error("claiming work", "error", err.Error())
+		claimed := time.Now()
+		rows, err := r.store.Claim(ctx, store.Claim{Owner: r.owner, Lease: r.cfg.lease, Limit: free, Skip: r.servers.skip()})
+		if err != nil {
+			// A claim that did not commit hands out nothing: wait, longer
+			// while the store keeps failing, and try again.
+			if ctx.Err() == nil {
+				r.log.Error("claiming work: the store cannot write", "error", err.Error())
+			}
+			storeWait = min(max(storeWait*2, poll), claimBackoffMax)
+			select {
+			case <-ctx.Done():
+			case <-time.After(storeWait):
+			}
+			continue
 		}
+		storeWait = 0
 		for _, row := range rows {
+			if !r.servers.take(row.Server) {
+				// Another row of this claim filled the server's slots.
+				r.handBack(row, "waiting: as many posts as allowed are in flight to "+row.Server)
+				continue
+			}
 			slots <- struct{}{}
 			inflight.Add(1)
+			// No request for the row may start after its lease, as the
+			// store's clock counts it, less a fifth to record the outcome.
+			deadline := claimed.Add(row.LeaseLeft - r.cfg.lease/5)
 			go func() {
 				defer func() {
 					<-slots
@@ -76,10 +102,10 @@ func (r *Relay) Work(ctx context.Context) {
 					default:
 					}
 				}()
-				r.post(row)
+				r.post(row, deadline)
 			}()
 		}
-		if err == nil && len(rows) == free {
+		if len(rows) == free {
 			continue // more may be due
 		}
 		// Nothing more is due: wait for new work or a retry's time.
@@ -91,74 +117,83 @@ func (r *Relay) Work(ctx context.Context) {
 	}
 }
 
-// post makes one attempt at a claimed row and records its outcome. It runs
-// on its own context: a shutdown lets a post in flight finish.
-func (r *Relay) post(row store.Row) {
-	ctx, cancel := context.WithTimeout(context.Background(), postTimeout)
+// handBack returns a claimed row untried, due again soon.
+func (r *Relay) handBack(row store.Row, why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	start := time.Now()
-	o, attrs := r.attempt(ctx, row)
-	paused := o.Error == errPaused
-	r.metrics.latency.Observe(time.Since(start).Seconds())
-	attrs = append(attrs, "status", row.StatusID, "attempt", row.Attempts+1, "ms", time.Since(start).Milliseconds())
-	switch {
-	case o.Error == "":
-		r.log.Info("status posted", attrs...)
-	case paused:
-		r.log.Info("status waits for its credential's rate-limit pause", append(attrs, "until", o.RetryAt.Format(time.RFC3339))...)
-	default:
-		r.log.Warn("status not posted", append(attrs, "error", o.Error)...)
-	}
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer fcancel()
-	if err := r.store.Finish(fctx, r.owner, row, o); err != nil {
-		// The lease expires and the row is tried again: at worst a second post.
+	if _, err := r.store.Finish(ctx, r.owner, row, store.Outcome{RetryAt: time.Now().Add(poll), NotAttempted: true, Error: why}); err != nil {
 		r.log.Error("recording a post's outcome", "status", row.StatusID, "error", err.Error())
 	}
 }
 
-func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, []any) {
+// post makes one attempt at a claimed row and records its outcome. It runs
+// on its own context, which ends at deadline: a shutdown lets a post in
+// flight finish; a lease never outlives its post.
+func (r *Relay) post(row store.Row, deadline time.Time) {
+	if limit := time.Now().Add(postTimeout); limit.Before(deadline) {
+		deadline = limit
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	o, result, attrs := r.attempt(ctx, row)
+	r.servers.done(row.Server, result)
+	r.metrics.latency.Observe(time.Since(start).Seconds())
+	attrs = append(attrs, "status", row.StatusID, "attempt", row.Attempts+1, "ms", time.Since(start).Milliseconds())
+	switch {
+	case o.PostedState != "":
+		r.log.Info("status posted", attrs...)
+	case o.Done && o.Error == "":
+		r.log.Info("destination resolved", attrs...)
+	case o.NotAttempted:
+		r.log.Info("status waits", append(attrs, "reason", o.Error, "until", o.RetryAt.Format(time.RFC3339))...)
+	default:
+		r.log.Warn("status not posted", append(attrs, "error", o.Error, "uncertain", o.Uncertain)...)
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	f, err := r.store.Finish(fctx, r.owner, row, o)
+	switch {
+	case err != nil:
+		// The lease expires and the row is tried again: at worst a second post.
+		r.log.Error("recording a post's outcome", "status", row.StatusID, "error", err.Error())
+	case f.Rearmed:
+		r.metrics.posts.WithLabelValues("rearmed", "none").Inc()
+		r.log.Warn("another post of this status happened while this one ran, which may have landed last: the newest state is posted again",
+			"status", row.StatusID)
+		r.nudge()
+	}
+}
+
+// attempt makes the row's one post: the outcome to store, what it says of
+// the server, and the log line's attributes.
+func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serverResult, []any) {
 	var w work
 	if err := json.Unmarshal(row.Body, &w); err != nil {
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
-		return store.Outcome{Done: true, Error: "unreadable stored work: " + err.Error()}, nil
+		return store.Outcome{Done: true, Error: "unreadable stored work: " + err.Error()}, serverUntried, nil
+	}
+	if w.Unresolved {
+		return r.resolve(ctx, row, w.Pipeline)
 	}
 	p, d := w.Pipeline, w.Dest
 	attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "repository", d.Where(), "credential", d.Credential}
 	client := r.clients[d.Credential]
 	if client == nil {
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
-		return store.Outcome{Done: true, Error: fmt.Sprintf("credential %q is no longer configured", d.Credential)}, attrs
+		return store.Outcome{Done: true, Error: fmt.Sprintf("credential %q is no longer configured", d.Credential)}, serverUntried, attrs
 	}
 	if until := r.pausedUntil(d.Credential); !until.IsZero() {
 		r.metrics.posts.WithLabelValues("paused", "none").Inc()
-		return store.Outcome{RetryAt: until, Error: errPaused}, attrs
+		return store.Outcome{RetryAt: until, NotAttempted: true, Error: errPaused}, serverUntried, attrs
 	}
 	if r.cfg.GitLab != nil {
-		now, err := r.cfg.GitLab.Pipeline(ctx, p.ProjectID, p.ID)
-		var ae *gitlab.APIError
-		switch {
-		case errors.As(err, &ae) && !ae.Temporary():
-			r.metrics.posts.WithLabelValues("dropped", "none").Inc()
-			return store.Outcome{Done: true, Error: "re-reading the pipeline: " + err.Error()}, attrs
-		case err != nil:
-			r.metrics.posts.WithLabelValues("retry", "none").Inc()
-			wait := r.backoff(row.Attempts)
-			if ae != nil && ae.RetryAfter > wait {
-				wait = ae.RetryAfter
-			}
-			return store.Outcome{RetryAt: time.Now().Add(wait), Error: "re-reading the pipeline: " + err.Error()}, attrs
-		}
-		now.ProjectPath, now.ProjectID = p.ProjectPath, p.ProjectID
-		if now.URL == "" {
-			now.URL = p.URL
-		}
-		p = now
+		p = r.reread(ctx, p)
 	}
 	s, err := statusOf(p, d)
 	if err != nil {
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
-		return store.Outcome{Done: true, Error: err.Error()}, attrs
+		return store.Outcome{Done: true, Error: err.Error()}, serverUntried, attrs
 	}
 	attrs = append(attrs, "state", string(s.State), "key", s.Key)
 	var posted bitbucket.Posted
@@ -173,27 +208,85 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, []an
 		if posted.Notice != "" {
 			attrs = append(attrs, "notice", posted.Notice)
 		}
-		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID}, append(attrs, "code", posted.StatusCode)
+		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID}, serverAnswered, append(attrs, "code", posted.StatusCode)
 	}
 	var he *bitbucket.HTTPError
 	switch {
 	case errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests:
 		until := r.pauseCredential(d.Credential, he.RetryAfter)
 		r.metrics.posts.WithLabelValues("retry", "429").Inc()
-		return store.Outcome{RetryAt: until, Error: rateLimited(he)}, append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
+		return store.Outcome{RetryAt: until, Error: rateLimited(he)}, serverAnswered, append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
 	case he != nil && he.StatusCode >= 500:
 		r.metrics.posts.WithLabelValues("retry", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: he.Error()}, append(attrs, "code", he.StatusCode)
+		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: he.Error()}, serverFailed, append(attrs, "code", he.StatusCode)
 	case he != nil:
 		// 400, 401, 403, 404: refused for good, with what the job binary
 		// would say about it; the next event for the status tries again.
 		run := &config.Run{Cloud: d.Cloud, DataCenter: d.DataCenter, Commit: p.SHA, Status: s, Auth: client.Auth, Timeout: postTimeout,
 			From: config.Origins{Owner: d.Via, Slug: d.Via, Commit: "the pipeline's commit", Server: d.Via}}
 		r.metrics.posts.WithLabelValues("refused", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{Done: true, Error: explain.Failure(err, run, true)}, append(attrs, "code", he.StatusCode)
+		return store.Outcome{Done: true, Error: explain.Failure(err, run, true)}, serverAnswered, append(attrs, "code", he.StatusCode)
 	}
 	r.metrics.posts.WithLabelValues("retry", "none").Inc()
-	return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: err.Error()}, attrs
+	msg := err.Error()
+	if ctx.Err() != nil {
+		msg = "no answer before the post's deadline (its lease, or " + postTimeout.String() + "): " + msg
+	}
+	return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Uncertain: mayHaveArrived(err), Error: msg}, serverFailed, attrs
+}
+
+// mayHaveArrived reports whether a request that got no answer may still
+// have reached Bitbucket: anything but a connection that was never made.
+func mayHaveArrived(err error) bool {
+	return !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(err.Error(), "no such host")
+}
+
+// reread asks GitLab for the pipeline as it is now. If GitLab does not
+// answer, or refuses (a token that lost access), the stored event's own
+// state is posted instead: the webhook was authenticated, and the ordering
+// rule kept the right event. The failure is logged and counted.
+func (r *Relay) reread(ctx context.Context, p gitlab.Pipeline) gitlab.Pipeline {
+	rctx, cancel := context.WithTimeout(ctx, gitlabLookupTimeout)
+	defer cancel()
+	now, err := r.cfg.GitLab.Pipeline(rctx, p.ProjectID, p.ID)
+	if err != nil {
+		r.countGitLabError("pipeline", err)
+		r.log.Warn("could not re-read the pipeline from GitLab: posting the webhook's own state", "project", p.ProjectPath,
+			"pipeline", p.ID, "state", p.Status, "error", err.Error())
+		return p
+	}
+	now.ProjectPath, now.ProjectID = p.ProjectPath, p.ProjectID
+	now.ParentProjectID, now.ParentPipelineID = p.ParentProjectID, p.ParentPipelineID
+	if now.URL == "" {
+		now.URL = p.URL
+	}
+	if strings.HasPrefix(now.Ref, "refs/") {
+		// The API names a merge request pipeline's ref refs/merge-requests/N/head;
+		// the webhook names the branch, which is what Bitbucket shows it on.
+		now.Ref = p.Ref
+	}
+	return now
+}
+
+// resolve finds where an unresolved pipeline reports, now that there is
+// time to ask GitLab, and stores it there as a webhook would have.
+func (r *Relay) resolve(ctx context.Context, row store.Row, p gitlab.Pipeline) (store.Outcome, serverResult, []any) {
+	attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA}
+	changed, rep, err := r.accept(ctx, p)
+	var skip *skipError
+	var unresolved *unresolvedError
+	switch {
+	case errors.As(err, &skip):
+		r.metrics.skipped.WithLabelValues(skip.reason).Inc()
+		return store.Outcome{Done: true, Error: "not reported: " + skip.msg}, serverAnswered, attrs
+	case errors.As(err, &unresolved):
+		r.metrics.posts.WithLabelValues("retry", "none").Inc()
+		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: "waiting for GitLab to find where it reports: " + unresolved.err.Error()},
+			serverFailed, attrs
+	case err != nil:
+		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: err.Error()}, serverUntried, attrs
+	}
+	return store.Outcome{Done: true}, serverAnswered, append(attrs, "resolved_to", rep.StatusID, "changed", changed)
 }
 
 // backoff is the wait before retrying a status that failed attempts times:

@@ -120,7 +120,7 @@ func (p *Program) serve(ctx context.Context, secrets *redact.Set, stderr io.Writ
 	if err != nil {
 		return usageError{fmt.Errorf("BITBUCKET_RELAY_LISTEN is %q: %v", cfg.Listen, err)}
 	}
-	r := relay.New(cfg, st, relay.Options{Version: p.Version, Transport: p.Transport, Log: stderr})
+	r := relay.New(cfg, st, relay.Options{Version: p.Version, Transport: p.Transport, Log: stderr, Secrets: secrets})
 	return r.Serve(ctx, ln)
 }
 

@@ -22,7 +22,7 @@ func BenchmarkAccept(b *testing.B) {
 		for pb.Next() {
 			i := n.Add(1)
 			r := report(fmt.Sprint("status-", i%10000), i, "INPROGRESS")
-			if _, err := s.Accept(context.Background(), []Report{r}, func(cur *Row, in Report) bool { return cur == nil || in.PipelineID > cur.PipelineID }); err != nil {
+			if _, err := s.Accept(context.Background(), []Report{r}, newer); err != nil {
 				b.Fatal(err)
 			}
 		}

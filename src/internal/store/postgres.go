@@ -7,8 +7,6 @@ import (
 	"fmt"
 	neturl "net/url"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -69,7 +67,17 @@ CREATE TABLE IF NOT EXISTS projects (
 	id BIGINT PRIMARY KEY,
 	path TEXT NOT NULL,
 	swept_at BIGINT NOT NULL DEFAULT 0
-);`
+);
+CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at BIGINT NOT NULL);
+INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`
+
+// pgColumns came after the first release.
+var pgColumns = []column{
+	{"statuses", "server", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "post_seq", "BIGINT NOT NULL DEFAULT 0"},
+	{"statuses", "uncertain", "BOOLEAN NOT NULL DEFAULT false"},
+	{"projects", "seen_at", "BIGINT NOT NULL DEFAULT 0"},
+}
 
 // OpenPostgres connects to url (postgres://...; sslmode and the other
 // libpq parameters apply) and creates or migrates the schema, under a lock,
@@ -94,8 +102,15 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 			return err
 		}
 		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, lockSchema) //nolint:errcheck // the session ends with the conn
-		_, err = conn.ExecContext(ctx, pgSchema)
-		return err
+		if _, err := conn.ExecContext(ctx, pgSchema); err != nil {
+			return err
+		}
+		for _, c := range pgColumns {
+			if _, err := conn.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN IF NOT EXISTS "+c.name+" "+c.definition); err != nil {
+				return err
+			}
+		}
+		return nil
 	}()
 	if err != nil {
 		db.Close()
@@ -145,40 +160,15 @@ func lockStatuses(ctx context.Context, tx *sql.Tx, keys []string) error {
 	return err
 }
 
-// rebind turns the ? placeholders shared with SQLite into $1, $2, ...
-func rebind(q string) string {
-	var b strings.Builder
-	n := 0
-	for _, c := range q {
-		if c == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-var (
-	pgGet    = rebind(`SELECT ` + rowColumns + ` FROM statuses WHERE id = ?`)
-	pgUpsert = rebind(strings.ReplaceAll(upsertSQL, "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?)", "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, true, ?, ?)"))
-	// The row lock makes a second replica's claim wait, then see the new
-	// lease and skip the row; SKIP LOCKED keeps it from waiting at all.
-	pgClaim = rebind(`
-UPDATE statuses SET lease_owner = ?, lease_until = ? WHERE lease_until <= ? AND id IN (
-	SELECT id FROM statuses WHERE pending AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, accepted_at LIMIT ?
+// pgClaimSQL leases due rows; the last column is the lease left. The row
+// lock makes a second replica's claim wait, then see the new lease and skip
+// the row; SKIP LOCKED keeps it from waiting at all.
+var pgClaimSQL = postgresSQL.sql(`
+UPDATE statuses SET lease_owner = ?, lease_until = {now} + ? WHERE lease_until <= {now} AND id IN (
+	SELECT id FROM statuses WHERE pending AND next_attempt_at <= {now} AND lease_until <= {now} AND strpos(?, '|' || server || '|') = 0
+	ORDER BY next_attempt_at, accepted_at LIMIT ?
 	FOR UPDATE SKIP LOCKED)
-RETURNING ` + rowColumns)
-	pgFinishDone  = rebind(strings.ReplaceAll(finishDoneSQL, "CASE WHEN version = ? THEN 0 ELSE 1 END", "version <> ?"))
-	pgFinishRetry = rebind(finishRetrySQL)
-	pgProject     = rebind(projectSQL)
-)
-
-func init() {
-	pgUpsert = strings.ReplaceAll(pgUpsert, "CASE WHEN statuses.pending = 1 THEN", "CASE WHEN statuses.pending THEN")
-	pgUpsert = strings.ReplaceAll(pgUpsert, "pending = 1, attempts = 0", "pending = true, attempts = 0")
-}
+RETURNING ` + rowColumns + `, lease_until - {now}`)
 
 // Accept implements Store.
 func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
@@ -190,8 +180,12 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 	err := s.batch.submit(ctx, keys, func(ctx context.Context, tx *sql.Tx) error {
 		return merge(ctx, statements{
 			get: func(ctx context.Context, id string) *sql.Row { return tx.QueryRowContext(ctx, pgGet, id) },
-			upsert: func(ctx context.Context, r Report, now int64) error {
-				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID, now, now)
+			upsert: func(ctx context.Context, r Report) error {
+				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID)
+				return err
+			},
+			rearm: func(ctx context.Context, id string) error {
+				_, err := tx.ExecContext(ctx, pgRearm, false, id)
 				return err
 			},
 			project: func(ctx context.Context, r Report) error {
@@ -206,6 +200,13 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 	return changed, nil
 }
 
+var (
+	pgGet     = postgresSQL.sql(getSQL)
+	pgUpsert  = postgresSQL.sql(upsertSQL)
+	pgRearm   = postgresSQL.sql(rearmSQL)
+	pgProject = postgresSQL.sql(projectSQL)
+)
+
 // Get implements Store.
 func (s *Postgres) Get(ctx context.Context, id string) (*Row, error) {
 	r, err := scanRow(s.db.QueryRowContext(ctx, pgGet, id))
@@ -215,32 +216,19 @@ func (s *Postgres) Get(ctx context.Context, id string) (*Row, error) {
 	return r, err
 }
 
-// Claim implements Store.
-func (s *Postgres) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
-	return collectRows(s.work.QueryContext(ctx, pgClaim, owner, ms(now.Add(lease)), ms(now), ms(now), ms(now), limit))
+// Claim implements Store, by PostgreSQL's clock: a replica whose own clock
+// is off still holds a row exactly as long as the database says.
+func (s *Postgres) Claim(ctx context.Context, c Claim) ([]Row, error) {
+	return collectRows(s.work.QueryContext(ctx, pgClaimSQL, c.Owner, c.Lease.Milliseconds(), skipList(c.Skip), c.Limit))
 }
 
 // Finish implements Store.
-func (s *Postgres) Finish(ctx context.Context, owner string, row Row, o Outcome) error {
-	now := ms(time.Now())
-	var err error
-	if o.Done {
-		_, err = s.work.ExecContext(ctx, pgFinishDone, row.Version, o.Error, now, o.PostedState, o.PostedState, o.PostedPipeline, o.PostedPipeline,
-			row.StatusID, owner)
-	} else {
-		_, err = s.work.ExecContext(ctx, pgFinishRetry, row.Version, ms(o.RetryAt), o.Error, now, row.StatusID, owner)
-	}
-	return err
+func (s *Postgres) Finish(ctx context.Context, owner string, row Row, o Outcome) (Finished, error) {
+	return finish(ctx, s.work.ExecContext, postgresSQL, owner, row, o)
 }
 
 // Stats implements Store.
-func (s *Postgres) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
-	var oldest sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*), min(accepted_at) FROM statuses WHERE pending`).Scan(&st.Pending, &oldest)
-	st.OldestPending = fromMS(oldest.Int64)
-	return st, err
-}
+func (s *Postgres) Stats(ctx context.Context) (Stats, error) { return queryStats(ctx, s.db, postgresSQL) }
 
 // Projects implements Store.
 func (s *Postgres) Projects(ctx context.Context) ([]Project, error) {
@@ -255,18 +243,13 @@ func (s *Postgres) RememberProject(ctx context.Context, id int64, path string) e
 
 // MarkSwept implements Store.
 func (s *Postgres) MarkSwept(ctx context.Context, projectID int64, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE projects SET swept_at = $1 WHERE id = $2`, ms(at), projectID)
+	_, err := s.db.ExecContext(ctx, postgresSQL.sql(markSweptSQL), ms(at), projectID)
 	return err
 }
 
 // Prune implements Store.
-func (s *Postgres) Prune(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM statuses WHERE NOT pending AND updated_at < $1`, ms(before))
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
+func (s *Postgres) Prune(ctx context.Context, retention time.Duration) (Pruned, error) {
+	return prune(ctx, s.db.ExecContext, postgresSQL, retention)
 }
 
 // Lead implements Store: one replica at a time holds a session advisory
@@ -295,8 +278,12 @@ func (s *Postgres) Lead(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// Ping implements Store.
-func (s *Postgres) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+// Ping implements Store: a committed write, so a database that answers
+// but cannot write (read-only, a full disk) fails it.
+func (s *Postgres) Ping(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, postgresSQL.sql(pingSQL))
+	return err
+}
 
 // Close implements Store.
 func (s *Postgres) Close() error {

@@ -21,7 +21,7 @@ type SQLite struct {
 	projects projectCache
 	// Statements prepared once: SQLite parsing a statement costs more than
 	// running it (half the CPU of an accept, measured).
-	get, upsert, project, claim, finishDone, finishRetry *sql.Stmt
+	get, upsert, rearm, project, claim *sql.Stmt
 }
 
 const schema = `
@@ -51,97 +51,93 @@ CREATE TABLE IF NOT EXISTS projects (
 	id INTEGER PRIMARY KEY,
 	path TEXT NOT NULL,
 	swept_at INTEGER NOT NULL DEFAULT 0
-);`
+);
+CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at INTEGER NOT NULL);
+INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`
+
+// sqliteColumns came after the first release.
+var sqliteColumns = []column{
+	{"statuses", "server", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "post_seq", "INTEGER NOT NULL DEFAULT 0"},
+	{"statuses", "uncertain", "INTEGER NOT NULL DEFAULT 0"},
+	{"projects", "seen_at", "INTEGER NOT NULL DEFAULT 0"},
+}
 
 // OpenSQLite opens (or creates) the store in dir. Leases left by a
 // process that died are released: one process owns the directory.
-func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
+func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) { return openSQLite(ctx, dir, "sqlite") }
+
+// openSQLite opens the store with a database/sql driver of that name (tests
+// give one that fails on demand).
+func openSQLite(ctx context.Context, dir, driverName string) (*SQLite, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the data directory: %w", err)
 	}
 	path := filepath.Join(dir, "relay.db")
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-16000)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, err
 	}
 	// SQLite has one writer at a time: one connection makes the order of
 	// writes this process's own, and the batcher fills each transaction.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	fail := func(err error) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return fail(err)
+	}
+	for _, c := range sqliteColumns {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.name).Scan(&n); err != nil {
+			return fail(err)
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.name+" "+c.definition); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	if _, err := db.ExecContext(ctx, `UPDATE statuses SET lease_owner = '', lease_until = 0 WHERE lease_owner <> ''`); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("opening %s: %w", path, err)
+		return fail(err)
 	}
 	s := &SQLite{db: db}
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.get, `SELECT ` + rowColumns + ` FROM statuses WHERE id = ?`},
-		{&s.upsert, upsertSQL}, {&s.project, projectSQL}, {&s.claim, claimSQL},
-		{&s.finishDone, finishDoneSQL}, {&s.finishRetry, finishRetrySQL},
+		{&s.get, getSQL}, {&s.upsert, upsertSQL}, {&s.rearm, rearmSQL}, {&s.project, projectSQL}, {&s.claim, sqliteClaimSQL},
 	} {
-		if *p.stmt, err = db.PrepareContext(ctx, p.sql); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("preparing %q: %w", p.sql, err)
+		if *p.stmt, err = db.PrepareContext(ctx, sqliteSQL.sql(p.sql)); err != nil {
+			return fail(fmt.Errorf("preparing %q: %w", p.sql, err))
 		}
 	}
 	s.batch = newBatcher(db, 1, true, nil)
 	return s, nil
 }
 
-const (
-	upsertSQL = `
-INSERT INTO statuses (id, credential, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?)
-ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, pipeline_id = excluded.pipeline_id, state = excluded.state,
-	final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
-	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending = 1 THEN statuses.accepted_at ELSE excluded.accepted_at END,
-	pending = 1, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`
-	projectSQL = `INSERT INTO projects (id, path) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET path = excluded.path`
-	claimSQL   = `
-UPDATE statuses SET lease_owner = ?, lease_until = ? WHERE id IN (
-	SELECT id FROM statuses WHERE pending = 1 AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, accepted_at LIMIT ?)
-RETURNING ` + rowColumns
-	finishDoneSQL = `
-UPDATE statuses SET pending = CASE WHEN version = ? THEN 0 ELSE 1 END, attempts = 0, next_attempt_at = 0,
-	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?,
-	posted_state = CASE WHEN ? <> '' THEN ? ELSE posted_state END,
-	posted_pipeline = CASE WHEN CAST(? AS BIGINT) <> 0 THEN CAST(? AS BIGINT) ELSE posted_pipeline END
-WHERE id = ? AND lease_owner = ?`
-	finishRetrySQL = `
-UPDATE statuses SET attempts = attempts + 1, next_attempt_at = CASE WHEN version = ? THEN CAST(? AS BIGINT) ELSE 0 END,
-	lease_owner = '', lease_until = 0, last_error = ?, updated_at = ?
-WHERE id = ? AND lease_owner = ?`
-)
-
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
+// sqliteClaimSQL leases due rows; the last column is the lease left.
+const sqliteClaimSQL = `
+UPDATE statuses SET lease_owner = ?, lease_until = {now} + ? WHERE id IN (
+	SELECT id FROM statuses WHERE pending = 1 AND next_attempt_at <= {now} AND lease_until <= {now} AND instr(?, '|' || server || '|') = 0
+	ORDER BY next_attempt_at, accepted_at LIMIT ?)
+RETURNING ` + rowColumns + `, lease_until - {now}`
 
 // Accept implements Store.
 func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]bool, error) {
 	changed := make([]bool, len(reports))
 	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
-		get, upsert, project := tx.StmtContext(ctx, s.get), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.project)
+		get, upsert, rearm, project := tx.StmtContext(ctx, s.get), tx.StmtContext(ctx, s.upsert), tx.StmtContext(ctx, s.rearm), tx.StmtContext(ctx, s.project)
 		return merge(ctx, statements{
 			get: func(ctx context.Context, id string) *sql.Row { return get.QueryRowContext(ctx, id) },
-			upsert: func(ctx context.Context, r Report, now int64) error {
-				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID, now, now)
+			upsert: func(ctx context.Context, r Report) error {
+				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID)
+				return err
+			},
+			rearm: func(ctx context.Context, id string) error {
+				_, err := rearm.ExecContext(ctx, false, id)
 				return err
 			},
 			project: func(ctx context.Context, r Report) error {
@@ -156,22 +152,6 @@ func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]boo
 	return changed, nil
 }
 
-const rowColumns = `id, credential, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at,
-	attempts, next_attempt_at, posted_state, posted_pipeline, last_error`
-
-type scanner interface{ Scan(...any) error }
-
-func scanRow(sc scanner) (*Row, error) {
-	var r Row
-	var finished, accepted, next int64
-	if err := sc.Scan(&r.StatusID, &r.Credential, &r.PipelineID, &r.State, &r.Final, &finished, &r.Body, &r.ProjectID,
-		&r.Version, &r.Pending, &accepted, &r.Attempts, &next, &r.PostedState, &r.PostedPipeline, &r.LastError); err != nil {
-		return nil, err
-	}
-	r.FinishedAt, r.AcceptedAt, r.NextAttempt = fromMS(finished), fromMS(accepted), fromMS(next)
-	return &r, nil
-}
-
 // Get implements Store.
 func (s *SQLite) Get(ctx context.Context, id string) (*Row, error) {
 	r, err := scanRow(s.get.QueryRowContext(ctx, id))
@@ -181,85 +161,48 @@ func (s *SQLite) Get(ctx context.Context, id string) (*Row, error) {
 	return r, err
 }
 
-// Claim implements Store.
-func (s *SQLite) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error) {
+// Claim implements Store. Its rows are handed out only once the lease is
+// committed: a claim on a full disk posts nothing.
+func (s *SQLite) Claim(ctx context.Context, c Claim) ([]Row, error) {
 	var out []Row
 	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = collectRows(tx.StmtContext(ctx, s.claim).QueryContext(ctx, owner, ms(now.Add(lease)), ms(now), ms(now), limit))
+		out, err = collectRows(tx.StmtContext(ctx, s.claim).QueryContext(ctx, c.Owner, c.Lease.Milliseconds(), skipList(c.Skip), c.Limit))
 		return err
 	})
-	return out, err
-}
-
-// collectRows reads every row of a query's answer.
-func collectRows(rows *sql.Rows, err error) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Row
-	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Finish implements Store. A row that a newer event changed meanwhile stays
 // pending and due at once, whatever this attempt's outcome.
-func (s *SQLite) Finish(ctx context.Context, owner string, row Row, o Outcome) error {
-	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
-		now := ms(time.Now())
+func (s *SQLite) Finish(ctx context.Context, owner string, row Row, o Outcome) (Finished, error) {
+	var f Finished
+	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		if o.Done {
-			_, err = tx.StmtContext(ctx, s.finishDone).ExecContext(ctx, row.Version, o.Error, now, o.PostedState, o.PostedState,
-				o.PostedPipeline, o.PostedPipeline, row.StatusID, owner)
-		} else {
-			_, err = tx.StmtContext(ctx, s.finishRetry).ExecContext(ctx, row.Version, ms(o.RetryAt), o.Error, now, row.StatusID, owner)
-		}
+		f, err = finish(ctx, tx.ExecContext, sqliteSQL, owner, row, o)
 		return err
 	})
+	if err != nil {
+		return Finished{}, err
+	}
+	return f, nil
 }
 
 // Stats implements Store.
-func (s *SQLite) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
-	var oldest sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*), min(accepted_at) FROM statuses WHERE pending = 1`).Scan(&st.Pending, &oldest)
-	st.OldestPending = fromMS(oldest.Int64)
-	return st, err
-}
+func (s *SQLite) Stats(ctx context.Context) (Stats, error) { return queryStats(ctx, s.db, sqliteSQL) }
 
 // Projects implements Store.
 func (s *SQLite) Projects(ctx context.Context) ([]Project, error) { return queryProjects(ctx, s.db) }
 
-func queryProjects(ctx context.Context, db *sql.DB) ([]Project, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, path, swept_at FROM projects ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Project
-	for rows.Next() {
-		var p Project
-		var swept int64
-		if err := rows.Scan(&p.ID, &p.Path, &swept); err != nil {
-			return nil, err
-		}
-		p.SweptAt = fromMS(swept)
-		out = append(out, p)
-	}
-	return out, rows.Err()
-}
-
 // RememberProject implements Store.
 func (s *SQLite) RememberProject(ctx context.Context, id int64, path string) error {
-	_, err := s.db.ExecContext(ctx, projectSQL, id, path)
-	return err
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, s.project).ExecContext(ctx, id, path)
+		return err
+	})
 }
 
 // Lead implements Store: one process owns an embedded store.
@@ -267,24 +210,30 @@ func (s *SQLite) Lead(context.Context) (bool, error) { return true, nil }
 
 // MarkSwept implements Store.
 func (s *SQLite) MarkSwept(ctx context.Context, projectID int64, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE projects SET swept_at = ? WHERE id = ?`, ms(at), projectID)
-	return err
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, markSweptSQL, ms(at), projectID)
+		return err
+	})
 }
 
 // Prune implements Store.
-func (s *SQLite) Prune(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM statuses WHERE pending = 0 AND updated_at < ?`, ms(before))
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
+func (s *SQLite) Prune(ctx context.Context, retention time.Duration) (Pruned, error) {
+	var p Pruned
+	err := s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		p, err = prune(ctx, tx.ExecContext, sqliteSQL, retention)
+		return err
+	})
+	return p, err
 }
 
-// Ping implements Store: the database answers a read.
+// Ping implements Store: a write committed (and fsynced) like any other,
+// so a full disk makes it fail.
 func (s *SQLite) Ping(ctx context.Context) error {
-	var one int
-	return s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqliteSQL.sql(pingSQL))
+		return err
+	})
 }
 
 // Close implements Store.

@@ -4,12 +4,19 @@
 // for the same status coalesce in their row, so only the newest is posted.
 // Writes are group-committed: many webhooks share one transaction and one
 // fsync, and none is answered before its write is on disk.
+//
+// Time that decides who may post (leases, when a retry is due) is the
+// store's own clock: SQLite's (one process) or PostgreSQL's, never a
+// replica's, so replicas whose clocks differ still never hold one status at
+// once.
 package store
 
 import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,6 +28,9 @@ type Report struct {
 	// Credential names the credential that posts it (429 pauses are per
 	// credential).
 	Credential string
+	// Server names the Bitbucket server it goes to (limits and breakers are
+	// per server).
+	Server     string
 	PipelineID int64
 	// State is the Bitbucket state the pipeline reports.
 	State      string
@@ -48,13 +58,47 @@ type Row struct {
 	// PostedState and PostedPipeline are what Bitbucket was last given.
 	PostedState    string
 	PostedPipeline int64
-	LastError      string
+	// PostSeq counts the posts recorded for the status: a post that finds
+	// it moved on since its claim raced another post.
+	PostSeq   int64
+	LastError string
+	// Uncertain: an earlier attempt sent a request and got no answer, so it
+	// may still land at Bitbucket later; the next successful post is
+	// repeated once after ConfirmDelay.
+	Uncertain bool
+	// LeaseLeft is, for a claimed row, how long the lease lasts by the
+	// store's clock from the moment it was claimed: no request for it may
+	// start later than that.
+	LeaseLeft time.Duration
 }
 
-// Keep decides whether an incoming report replaces the stored one (nil
-// when there is none). The relay's ordering rules live in the function, not
-// in the store.
-type Keep func(current *Row, incoming Report) bool
+// Decision is what keep makes of an incoming report.
+type Decision int
+
+const (
+	// Ignore leaves the row as it is.
+	Ignore Decision = iota
+	// Replace stores the incoming report, to be posted.
+	Replace
+	// Wake keeps the stored report but makes the row due again: the relay
+	// re-reads the pipeline from GitLab before posting.
+	Wake
+)
+
+// Keep decides what an incoming report does to the stored one (nil when
+// there is none). The relay's ordering rules live in the function, not in
+// the store.
+type Keep func(current *Row, incoming Report) Decision
+
+// Claim asks for due rows.
+type Claim struct {
+	Owner string
+	Lease time.Duration
+	Limit int
+	// Skip names servers whose rows are not wanted now (at their limit of
+	// posts in flight, or behind an open breaker).
+	Skip []string
+}
 
 // Outcome is how an attempt to post a claimed row ended.
 type Outcome struct {
@@ -63,10 +107,27 @@ type Outcome struct {
 	Done bool
 	// RetryAt is when to try again, for an attempt that may work later.
 	RetryAt time.Time
+	// NotAttempted: the row was handed back without a request (its server
+	// was busy); it does not count as an attempt.
+	NotAttempted bool
+	// Uncertain: a request was sent and no answer came: it may still land.
+	Uncertain bool
 	// PostedState and PostedPipeline record what was posted, when it was.
 	PostedState    string
 	PostedPipeline int64
 	Error          string
+}
+
+// posted says whether the outcome changed what Bitbucket shows.
+func (o Outcome) posted() bool { return o.PostedState != "" }
+
+// Finished says what Finish did besides recording the outcome.
+type Finished struct {
+	// Rearmed: the row had moved on during the post (its lease was taken
+	// over, or another post was recorded meanwhile), so this post may have
+	// landed after a newer one: the row is due again, and the newest state
+	// is posted again.
+	Rearmed bool
 }
 
 // Project is a GitLab project the relay has served.
@@ -83,16 +144,26 @@ type Stats struct {
 	OldestPending time.Time
 }
 
+// Pruned counts what a prune deleted.
+type Pruned struct {
+	// Posted are statuses with nothing pending, untouched for the retention.
+	Posted int
+	// Abandoned are changes still pending, accepted longer ago than the
+	// retention: Bitbucket never took them.
+	Abandoned int
+	Projects  int
+}
+
 // Store is what the relay needs; SQLite (embedded, the default) and
 // Postgres (several replicas) implement it.
 type Store interface {
 	// Accept stores reports durably, each merged into its status's row as
-	// keep decides; changed says which were taken.
+	// keep decides; changed says which were taken (replaced or woken).
 	Accept(ctx context.Context, reports []Report, keep Keep) (changed []bool, err error)
-	// Claim leases up to limit rows that are due, for owner, until now+lease.
-	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Row, error)
+	// Claim leases due rows. A claim that did not commit returns no row.
+	Claim(ctx context.Context, c Claim) ([]Row, error)
 	// Finish ends owner's lease on a claimed row with the attempt's outcome.
-	Finish(ctx context.Context, owner string, row Row, o Outcome) error
+	Finish(ctx context.Context, owner string, row Row, o Outcome) (Finished, error)
 	// Get reads one row; nil when there is none.
 	Get(ctx context.Context, statusID string) (*Row, error)
 	Stats(ctx context.Context) (Stats, error)
@@ -100,14 +171,22 @@ type Store interface {
 	// RememberProject records a project to sweep that no webhook named yet.
 	RememberProject(ctx context.Context, id int64, path string) error
 	MarkSwept(ctx context.Context, projectID int64, at time.Time) error
-	// Prune deletes rows with nothing pending, untouched since before.
-	Prune(ctx context.Context, before time.Time) (int, error)
+	// Prune deletes what is older than retention: statuses with nothing
+	// pending untouched that long, changes pending that long, and projects
+	// with no status left.
+	Prune(ctx context.Context, retention time.Duration) (Pruned, error)
 	// Lead reports whether this process is the one that sweeps: always for
 	// the embedded store; for a shared one, the replica holding its lock.
 	Lead(ctx context.Context) (bool, error)
+	// Ping commits a small write: the store answers and can write.
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// ConfirmDelay is how long after a post that followed an unanswered
+// request the same status is posted once more: longer than any server keeps
+// a request it has not answered, so the repeat lands last.
+var ConfirmDelay = time.Minute
 
 // projectCache remembers the projects this process has recorded, so that the
 // projects table is written once per project, not once per webhook: a row
@@ -124,18 +203,104 @@ func (c *projectCache) isNew(r Report) bool {
 	return !loaded || old != r.ProjectPath
 }
 
+// dialect is what differs between SQLite's and PostgreSQL's SQL. Statements
+// are written once with {now} (the store's clock, in milliseconds), {true}
+// and {false}, and ? placeholders.
+type dialect struct {
+	now, yes, no string
+	// numbered: $1, $2, ... instead of ?.
+	numbered bool
+}
+
+var (
+	sqliteSQL   = dialect{now: `CAST(unixepoch('subsec') * 1000 AS INTEGER)`, yes: "1", no: "0"}
+	postgresSQL = dialect{now: `(extract(epoch from clock_timestamp()) * 1000)::bigint`, yes: "true", no: "false", numbered: true}
+)
+
+func (d dialect) sql(q string) string {
+	q = strings.NewReplacer("{now}", d.now, "{true}", d.yes, "{false}", d.no).Replace(q)
+	if !d.numbered {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// The statements both backends share.
+const (
+	rowColumns = `id, credential, server, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at,
+	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain`
+	getSQL    = `SELECT ` + rowColumns + `, 0 FROM statuses WHERE id = ?`
+	upsertSQL = `
+INSERT INTO statuses (id, credential, server, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
+ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, server = excluded.server, pipeline_id = excluded.pipeline_id,
+	state = excluded.state, final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
+	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending THEN statuses.accepted_at ELSE excluded.accepted_at END,
+	pending = {true}, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`
+	// rearmSQL makes a row due at once as a new version, keeping its
+	// report: a woken status, or one whose post may have landed late.
+	rearmSQL = `
+UPDATE statuses SET version = version + 1, accepted_at = CASE WHEN pending THEN accepted_at ELSE {now} END, pending = {true},
+	attempts = 0, next_attempt_at = 0, uncertain = CASE WHEN ? THEN {true} ELSE uncertain END, updated_at = {now}
+WHERE id = ?`
+	projectSQL = `INSERT INTO projects (id, path, seen_at) VALUES (?, ?, {now}) ON CONFLICT (id) DO UPDATE SET path = excluded.path, seen_at = excluded.seen_at`
+	// finishDoneSQL records a post (or a refusal) by the lease's owner, if
+	// no other post was recorded since the claim. A newer version stays
+	// due; after an unanswered request, the post is repeated once, later.
+	finishDoneSQL = `
+UPDATE statuses SET pending = CASE WHEN version <> ? OR (uncertain AND ?) THEN {true} ELSE {false} END,
+	next_attempt_at = CASE WHEN version <> ? THEN 0 WHEN uncertain AND ? THEN {now} + ? ELSE 0 END,
+	uncertain = CASE WHEN version <> ? OR NOT ? THEN uncertain ELSE {false} END,
+	attempts = 0, lease_owner = '', lease_until = 0, last_error = ?, updated_at = {now},
+	post_seq = post_seq + CASE WHEN ? THEN 1 ELSE 0 END,
+	posted_state = CASE WHEN ? THEN ? ELSE posted_state END,
+	posted_pipeline = CASE WHEN ? THEN ? ELSE posted_pipeline END
+WHERE id = ? AND lease_owner = ? AND post_seq = ?`
+	finishRetrySQL = `
+UPDATE statuses SET attempts = attempts + ?, next_attempt_at = CASE WHEN version = ? THEN {now} + ? ELSE 0 END,
+	uncertain = CASE WHEN ? THEN {true} ELSE uncertain END,
+	lease_owner = '', lease_until = 0, last_error = ?, updated_at = {now}
+WHERE id = ? AND lease_owner = ?`
+	statsSQL       = `SELECT count(*), min(accepted_at) FROM statuses WHERE pending = {true}`
+	markSweptSQL   = `UPDATE projects SET swept_at = ? WHERE id = ?`
+	prunePostedSQL = `DELETE FROM statuses WHERE pending = {false} AND updated_at < {now} - ?`
+	// A change pending longer than the retention is dropped unless a post
+	// of it is in flight.
+	pruneAbandonedSQL = `DELETE FROM statuses WHERE pending = {true} AND accepted_at < {now} - ? AND lease_until < {now}`
+	pruneProjectsSQL  = `DELETE FROM projects WHERE seen_at < {now} - ? AND NOT EXISTS (SELECT 1 FROM statuses WHERE project_id = projects.id)`
+	pingSQL           = `UPDATE health SET checked_at = {now} WHERE id = 1`
+)
+
+// skipList is Claim.Skip as one parameter: "|a|b|".
+func skipList(servers []string) string {
+	if len(servers) == 0 {
+		return ""
+	}
+	return "|" + strings.Join(servers, "|") + "|"
+}
+
 // statements are one backend's ways to read and write a row within a
 // transaction, for merge.
 type statements struct {
 	get     func(ctx context.Context, id string) *sql.Row
-	upsert  func(ctx context.Context, r Report, now int64) error
+	upsert  func(ctx context.Context, r Report) error
+	rearm   func(ctx context.Context, id string) error
 	project func(ctx context.Context, r Report) error
 }
 
 // merge is Accept's work within a transaction, the same for every backend:
-// each report is given to keep beside its stored row, and written if kept.
+// each report is given to keep beside its stored row, and written as kept.
 func merge(ctx context.Context, st statements, reports []Report, keep Keep, projects *projectCache, changed []bool) error {
-	now := ms(time.Now())
 	for i, r := range reports {
 		cur, err := scanRow(st.get(ctx, r.StatusID))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -144,13 +309,18 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 		if err != nil {
 			return err
 		}
-		if !keep(cur, r) {
+		switch keep(cur, r) {
+		case Ignore:
 			continue
+		case Wake:
+			err = st.rearm(ctx, r.StatusID)
+		default:
+			err = st.upsert(ctx, r)
 		}
-		changed[i] = true
-		if err := st.upsert(ctx, r, now); err != nil {
+		if err != nil {
 			return err
 		}
+		changed[i] = true
 		if projects.isNew(r) {
 			if err := st.project(ctx, r); err != nil {
 				return err
@@ -159,3 +329,141 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 	}
 	return nil
 }
+
+// finishArgs are finishDoneSQL's and finishRetrySQL's arguments.
+func finishArgs(owner string, row Row, o Outcome) []any {
+	if o.Done {
+		posted := o.posted()
+		return []any{row.Version, posted, row.Version, posted, ConfirmDelay.Milliseconds(), row.Version, posted, o.Error,
+			posted, posted, o.PostedState, posted, o.PostedPipeline, row.StatusID, owner, row.PostSeq}
+	}
+	attempted := 1
+	if o.NotAttempted {
+		attempted = 0
+	}
+	return []any{attempted, row.Version, max(time.Until(o.RetryAt).Milliseconds(), 0), o.Uncertain, o.Error, row.StatusID, owner}
+}
+
+// finish records an outcome with exec (a backend's way to run a statement)
+// and, when the row moved on during a post that may have reached
+// Bitbucket, rearms it so the newest state is posted after it.
+func finish(ctx context.Context, exec func(ctx context.Context, query string, args ...any) (sql.Result, error), d dialect,
+	owner string, row Row, o Outcome) (Finished, error) {
+	query := finishRetrySQL
+	if o.Done {
+		query = finishDoneSQL
+	}
+	res, err := exec(ctx, d.sql(query), finishArgs(owner, row, o)...)
+	if err != nil {
+		return Finished{}, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 || !(o.posted() || o.Uncertain) {
+		return Finished{}, err
+	}
+	if _, err := exec(ctx, d.sql(rearmSQL), o.Uncertain, row.StatusID); err != nil {
+		return Finished{}, err
+	}
+	return Finished{Rearmed: true}, nil
+}
+
+// prune runs the three deletes of Prune.
+func prune(ctx context.Context, exec func(ctx context.Context, query string, args ...any) (sql.Result, error), d dialect,
+	retention time.Duration) (Pruned, error) {
+	var p Pruned
+	for _, step := range []struct {
+		query string
+		count *int
+	}{{prunePostedSQL, &p.Posted}, {pruneAbandonedSQL, &p.Abandoned}, {pruneProjectsSQL, &p.Projects}} {
+		res, err := exec(ctx, d.sql(step.query), retention.Milliseconds())
+		if err != nil {
+			return p, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return p, err
+		}
+		*step.count = int(n)
+	}
+	return p, nil
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+type scanner interface{ Scan(...any) error }
+
+// scanRow reads rowColumns and, last, the lease left in milliseconds.
+func scanRow(sc scanner) (*Row, error) {
+	var r Row
+	var finished, accepted, next, leaseLeft int64
+	if err := sc.Scan(&r.StatusID, &r.Credential, &r.Server, &r.PipelineID, &r.State, &r.Final, &finished, &r.Body, &r.ProjectID,
+		&r.Version, &r.Pending, &accepted, &r.Attempts, &next, &r.PostedState, &r.PostedPipeline, &r.PostSeq, &r.LastError,
+		&r.Uncertain, &leaseLeft); err != nil {
+		return nil, err
+	}
+	r.FinishedAt, r.AcceptedAt, r.NextAttempt = fromMS(finished), fromMS(accepted), fromMS(next)
+	r.LeaseLeft = time.Duration(leaseLeft) * time.Millisecond
+	return &r, nil
+}
+
+// collectRows reads every row of a query's answer.
+func collectRows(rows *sql.Rows, err error) ([]Row, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Row
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func queryProjects(ctx context.Context, db *sql.DB) ([]Project, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, path, swept_at FROM projects ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Project
+	for rows.Next() {
+		var p Project
+		var swept int64
+		if err := rows.Scan(&p.ID, &p.Path, &swept); err != nil {
+			return nil, err
+		}
+		p.SweptAt = fromMS(swept)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func queryStats(ctx context.Context, db *sql.DB, d dialect) (Stats, error) {
+	var st Stats
+	var oldest sql.NullInt64
+	err := db.QueryRowContext(ctx, d.sql(statsSQL)).Scan(&st.Pending, &oldest)
+	st.OldestPending = fromMS(oldest.Int64)
+	return st, err
+}
+
+// column is one column added to a table after its first release: a store
+// made by an older relay gains it at open.
+type column struct{ table, name, definition string }

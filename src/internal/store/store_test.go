@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,11 +31,8 @@ var backends = map[string]func(t *testing.T) Store{
 // the PostgreSQL half is skipped on a developer's machine, and fails in CI.
 func openTestPostgres(t *testing.T) Store {
 	t.Helper()
-	url := os.Getenv("BITBUCKET_RELAY_TEST_DATABASE_URL")
+	url := testPostgresURL(t)
 	if url == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("BITBUCKET_RELAY_TEST_DATABASE_URL is not set: .ci/run starts a PostgreSQL server for the store's tests")
-		}
 		t.Skip("BITBUCKET_RELAY_TEST_DATABASE_URL is not set: run bash .ci/run, which starts PostgreSQL")
 	}
 	ctx := context.Background()
@@ -62,6 +60,17 @@ func openTestPostgres(t *testing.T) Store {
 
 var testDB atomic.Int64
 
+// testPostgresURL is the test server's URL; empty on a developer's machine
+// without one; in CI its absence fails the test.
+func testPostgresURL(t *testing.T) string {
+	t.Helper()
+	url := os.Getenv("BITBUCKET_RELAY_TEST_DATABASE_URL")
+	if url == "" && os.Getenv("CI") != "" {
+		t.Fatal("BITBUCKET_RELAY_TEST_DATABASE_URL is not set: .ci/run starts a PostgreSQL server for the store's tests")
+	}
+	return url
+}
+
 func each(t *testing.T, test func(t *testing.T, s Store)) {
 	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {
@@ -71,11 +80,71 @@ func each(t *testing.T, test func(t *testing.T, s Store)) {
 	}
 }
 
-func always(*Row, Report) bool { return true }
+func always(*Row, Report) Decision { return Replace }
+
+// newer keeps the newest pipeline, as the relay's rule does.
+func newer(cur *Row, in Report) Decision {
+	if cur == nil || in.PipelineID > cur.PipelineID {
+		return Replace
+	}
+	return Ignore
+}
 
 func report(id string, pipeline int64, state string) Report {
-	return Report{StatusID: id, Credential: "default", PipelineID: pipeline, State: state, Body: []byte(`{"p":` + fmt.Sprint(pipeline) + `}`),
-		ProjectID: 42, ProjectPath: "acme/widgets"}
+	return Report{StatusID: id, Credential: "default", Server: "https://api.bitbucket.org/2.0", PipelineID: pipeline, State: state,
+		Body: []byte(`{"p":` + fmt.Sprint(pipeline) + `}`), ProjectID: 42, ProjectPath: "acme/widgets"}
+}
+
+// dbOf is a store's database, for tests that look behind the interface.
+func dbOf(s Store) *sql.DB {
+	if p, ok := s.(*Postgres); ok {
+		return p.db
+	}
+	return s.(*SQLite).db
+}
+
+// later moves every time the store holds back by d, as if d had passed on
+// the store's clock (leases, retries and retention are the store's).
+func later(t *testing.T, s Store, d time.Duration) {
+	t.Helper()
+	back := func(col string) string {
+		return col + " = CASE WHEN " + col + " > 0 THEN " + col + " - " + fmt.Sprint(d.Milliseconds()) + " ELSE 0 END"
+	}
+	for _, q := range []string{
+		"UPDATE statuses SET " + strings.Join([]string{back("lease_until"), back("next_attempt_at"), back("accepted_at"), back("updated_at")}, ", "),
+		"UPDATE projects SET " + back("seen_at"),
+	} {
+		if _, err := dbOf(s).Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func claim(t *testing.T, s Store, owner string, limit int) []Row {
+	t.Helper()
+	rows, err := s.Claim(context.Background(), Claim{Owner: owner, Lease: time.Minute, Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func finishOK(t *testing.T, s Store, owner string, row Row, o Outcome) Finished {
+	t.Helper()
+	f, err := s.Finish(context.Background(), owner, row, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func get(t *testing.T, s Store, id string) *Row {
+	t.Helper()
+	r, err := s.Get(context.Background(), id)
+	if err != nil || r == nil {
+		t.Fatalf("%s: %+v %v", id, r, err)
+	}
+	return r
 }
 
 func TestAcceptAndKeep(t *testing.T) {
@@ -86,19 +155,35 @@ func TestAcceptAndKeep(t *testing.T) {
 			t.Fatalf("%v %v", changed, err)
 		}
 		var seen *Row
-		changed, err = s.Accept(ctx, []Report{report("a", 2, "SUCCESSFUL")}, func(cur *Row, in Report) bool {
+		changed, err = s.Accept(ctx, []Report{report("a", 2, "SUCCESSFUL")}, func(cur *Row, in Report) Decision {
 			seen = cur
-			return false
+			return Ignore
 		})
-		if err != nil || changed[0] || seen == nil || seen.PipelineID != 1 || seen.State != "INPROGRESS" || seen.Version != 1 || !seen.Pending {
+		if err != nil || changed[0] || seen == nil || seen.PipelineID != 1 || seen.State != "INPROGRESS" || seen.Version != 1 || !seen.Pending ||
+			seen.Server != "https://api.bitbucket.org/2.0" {
 			t.Fatalf("keep saw %+v; %v %v", seen, changed, err)
 		}
 		if _, err := s.Accept(ctx, []Report{report("a", 2, "SUCCESSFUL")}, always); err != nil {
 			t.Fatal(err)
 		}
-		r, err := s.Get(ctx, "a")
-		if err != nil || r.PipelineID != 2 || r.State != "SUCCESSFUL" || r.Version != 2 || !r.Pending || string(r.Body) != `{"p":2}` {
-			t.Fatalf("%+v %v", r, err)
+		r := get(t, s, "a")
+		if r.PipelineID != 2 || r.State != "SUCCESSFUL" || r.Version != 2 || !r.Pending || string(r.Body) != `{"p":2}` {
+			t.Fatalf("%+v", r)
+		}
+		// Wake: the stored report stays, the row is due again as a new version.
+		rows := claim(t, s, "w", 10)
+		for _, row := range rows {
+			finishOK(t, s, "w", row, Outcome{Done: true, PostedState: row.State, PostedPipeline: row.PipelineID})
+		}
+		if r := get(t, s, "a"); r.Pending {
+			t.Fatalf("%+v", r)
+		}
+		wake := func(*Row, Report) Decision { return Wake }
+		if changed, err := s.Accept(ctx, []Report{report("a", 2, "INPROGRESS")}, wake); err != nil || !changed[0] {
+			t.Fatalf("%v %v", changed, err)
+		}
+		if r := get(t, s, "a"); !r.Pending || r.State != "SUCCESSFUL" || r.Version != 3 || string(r.Body) != `{"p":2}` {
+			t.Fatalf("woken: %+v", r)
 		}
 		if r, err := s.Get(ctx, "missing"); r != nil || err != nil {
 			t.Fatalf("%+v %v", r, err)
@@ -113,19 +198,25 @@ func TestAcceptAndKeep(t *testing.T) {
 func TestClaimLeaseFinish(t *testing.T) {
 	each(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
-		now := time.Now()
 		if _, err := s.Accept(ctx, []Report{report("a", 1, "INPROGRESS"), report("b", 1, "FAILED")}, always); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := s.Claim(ctx, "w1", now, time.Minute, 10)
-		if err != nil || len(rows) != 2 {
-			t.Fatalf("%+v %v", rows, err)
+		rows := claim(t, s, "w1", 10)
+		if len(rows) != 2 {
+			t.Fatalf("%+v", rows)
 		}
-		if again, _ := s.Claim(ctx, "w2", now, time.Minute, 10); len(again) != 0 {
+		for _, r := range rows {
+			// The lease as the store's clock sees it, from the claim.
+			if r.LeaseLeft > time.Minute || r.LeaseLeft < 59*time.Second {
+				t.Fatalf("lease left %s, want about 1m", r.LeaseLeft)
+			}
+		}
+		if again := claim(t, s, "w2", 10); len(again) != 0 {
 			t.Fatalf("leased rows claimed twice: %+v", again)
 		}
-		if later, _ := s.Claim(ctx, "w2", now.Add(61*time.Second), time.Minute, 10); len(later) != 2 {
-			t.Fatalf("an expired lease was not taken over: %+v", later)
+		later(t, s, 61*time.Second)
+		if taken := claim(t, s, "w2", 10); len(taken) != 2 {
+			t.Fatalf("an expired lease was not taken over: %+v", taken)
 		}
 		var a, b Row
 		for _, r := range rows {
@@ -135,17 +226,17 @@ func TestClaimLeaseFinish(t *testing.T) {
 				b = r
 			}
 		}
-		// w2 holds the leases now: w1's late finish changes nothing.
-		if err := s.Finish(ctx, "w1", a, Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1}); err != nil {
-			t.Fatal(err)
+		// w2 holds the leases now: w1's late refusal changes nothing.
+		if f := finishOK(t, s, "w1", a, Outcome{Done: true, Error: "403"}); f.Rearmed {
+			t.Fatal("a refusal, which changed nothing on Bitbucket, rearmed the row")
 		}
-		if r, _ := s.Get(ctx, "a"); !r.Pending {
-			t.Fatal("a finish by a worker whose lease expired was taken")
+		if r := get(t, s, "a"); !r.Pending || r.LastError != "" {
+			t.Fatalf("a finish by a worker whose lease expired was taken: %+v", r)
 		}
-		if err := s.Finish(ctx, "w2", a, Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1}); err != nil {
-			t.Fatal(err)
+		if f := finishOK(t, s, "w2", a, Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1}); f.Rearmed {
+			t.Fatal("rearmed")
 		}
-		if r, _ := s.Get(ctx, "a"); r.Pending || r.PostedState != "INPROGRESS" || r.PostedPipeline != 1 {
+		if r := get(t, s, "a"); r.Pending || r.PostedState != "INPROGRESS" || r.PostedPipeline != 1 || r.PostSeq != 1 {
 			t.Fatalf("%+v", r)
 		}
 		// b fails for now, and a newer event arrives during the attempt:
@@ -153,26 +244,44 @@ func TestClaimLeaseFinish(t *testing.T) {
 		if _, err := s.Accept(ctx, []Report{report("b", 2, "SUCCESSFUL")}, always); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Finish(ctx, "w2", b, Outcome{RetryAt: now.Add(time.Hour), Error: "503"}); err != nil {
-			t.Fatal(err)
-		}
-		r, _ := s.Get(ctx, "b")
+		finishOK(t, s, "w2", b, Outcome{RetryAt: time.Now().Add(time.Hour), Error: "503"})
+		r := get(t, s, "b")
 		if !r.Pending || !r.NextAttempt.IsZero() || r.Attempts != 1 || r.LastError != "503" {
 			t.Fatalf("%+v", r)
 		}
-		rows, _ = s.Claim(ctx, "w3", now.Add(2*time.Minute), time.Minute, 10)
+		rows = claim(t, s, "w3", 10)
 		if len(rows) != 1 || rows[0].Version != 2 {
 			t.Fatalf("%+v", rows)
 		}
-		// A retry of the current version waits until RetryAt.
-		if err := s.Finish(ctx, "w3", rows[0], Outcome{RetryAt: now.Add(time.Hour), Error: "503"}); err != nil {
-			t.Fatal(err)
-		}
-		if due, _ := s.Claim(ctx, "w3", now.Add(59*time.Minute), time.Minute, 10); len(due) != 0 {
+		// A retry of the current version waits until RetryAt; a row handed
+		// back unattempted does not count an attempt.
+		finishOK(t, s, "w3", rows[0], Outcome{RetryAt: time.Now().Add(time.Hour), Error: "503"})
+		later(t, s, 59*time.Minute)
+		if due := claim(t, s, "w3", 10); len(due) != 0 {
 			t.Fatalf("claimed before RetryAt: %+v", due)
 		}
-		if due, _ := s.Claim(ctx, "w3", now.Add(61*time.Minute), time.Minute, 10); len(due) != 1 || due[0].Attempts != 2 {
+		later(t, s, 2*time.Minute)
+		due := claim(t, s, "w3", 10)
+		if len(due) != 1 || due[0].Attempts != 2 {
 			t.Fatalf("%+v", due)
+		}
+		finishOK(t, s, "w3", due[0], Outcome{RetryAt: time.Now(), NotAttempted: true, Error: "waiting"})
+		if due := claim(t, s, "w3", 10); len(due) != 1 || due[0].Attempts != 2 {
+			t.Fatalf("%+v", due)
+		}
+	})
+}
+
+func TestClaimSkipsServers(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		dc := report("dc", 1, "INPROGRESS")
+		dc.Server = "https://git.example.com"
+		if _, err := s.Accept(context.Background(), []Report{dc, report("cloud", 1, "INPROGRESS")}, always); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.Claim(context.Background(), Claim{Owner: "w", Lease: time.Minute, Limit: 10, Skip: []string{"https://git.example.com", "x"}})
+		if err != nil || len(rows) != 1 || rows[0].StatusID != "cloud" {
+			t.Fatalf("%+v %v", rows, err)
 		}
 	})
 }
@@ -181,13 +290,85 @@ func TestDoneForAnOlderVersionKeepsTheNewerPending(t *testing.T) {
 	each(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
 		_, _ = s.Accept(ctx, []Report{report("a", 1, "INPROGRESS")}, always)
-		rows, _ := s.Claim(ctx, "w", time.Now(), time.Minute, 1)
+		rows := claim(t, s, "w", 1)
 		_, _ = s.Accept(ctx, []Report{report("a", 1, "SUCCESSFUL")}, always)
-		if err := s.Finish(ctx, "w", rows[0], Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1}); err != nil {
-			t.Fatal(err)
-		}
-		r, _ := s.Get(ctx, "a")
+		finishOK(t, s, "w", rows[0], Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1})
+		r := get(t, s, "a")
 		if !r.Pending || r.State != "SUCCESSFUL" || r.PostedState != "INPROGRESS" {
+			t.Fatalf("%+v", r)
+		}
+	})
+}
+
+// TestAPostThatMayHaveLandedLateIsRepeated: w1's post outlives its lease;
+// w2 takes the row over and posts the newer state; w1's answer comes last.
+// Bitbucket may now show w1's older state, so the row is due again and the
+// newest state is posted once more.
+func TestAPostThatMayHaveLandedLateIsRepeated(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		_, _ = s.Accept(ctx, []Report{report("a", 1, "INPROGRESS")}, always)
+		first := claim(t, s, "w1", 1)[0]
+		_, _ = s.Accept(ctx, []Report{report("a", 1, "SUCCESSFUL")}, always)
+		later(t, s, 61*time.Second)
+		second := claim(t, s, "w2", 1)[0]
+		if f := finishOK(t, s, "w2", second, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1}); f.Rearmed {
+			t.Fatal("w2's post rearmed")
+		}
+		if r := get(t, s, "a"); r.Pending || r.PostSeq != 1 {
+			t.Fatalf("%+v", r)
+		}
+		if f := finishOK(t, s, "w1", first, Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1}); !f.Rearmed {
+			t.Fatal("w1's late post was not caught")
+		}
+		r := get(t, s, "a")
+		if !r.Pending || r.State != "SUCCESSFUL" || r.PostedState != "SUCCESSFUL" || r.Version != 3 {
+			t.Fatalf("%+v", r)
+		}
+		if again := claim(t, s, "w2", 1); len(again) != 1 || again[0].State != "SUCCESSFUL" {
+			t.Fatalf("%+v", again)
+		}
+		// The same when another post was recorded while w1 still held a
+		// lease it then lost and got back (post_seq moved).
+		_, _ = s.Accept(ctx, []Report{report("b", 1, "INPROGRESS")}, always)
+		b := claim(t, s, "w1", 5)
+		for _, row := range b {
+			if row.StatusID == "b" {
+				finishOK(t, s, "w1", row, Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1})
+				if f := finishOK(t, s, "w1", row, Outcome{Done: true, PostedState: "INPROGRESS", PostedPipeline: 1}); !f.Rearmed {
+					t.Fatal("a second post recorded over the same claim was not caught")
+				}
+			}
+		}
+	})
+}
+
+// TestAnUnansweredRequestIsConfirmedLater: an attempt that sent its request
+// and got no answer may land at Bitbucket at any time; once a later post
+// succeeds, it is repeated once after ConfirmDelay, so it lands last.
+func TestAnUnansweredRequestIsConfirmedLater(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		_, _ = s.Accept(ctx, []Report{report("a", 1, "INPROGRESS")}, always)
+		row := claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{RetryAt: time.Now(), Uncertain: true, Error: "no answer"})
+		if r := get(t, s, "a"); !r.Uncertain || !r.Pending {
+			t.Fatalf("%+v", r)
+		}
+		_, _ = s.Accept(ctx, []Report{report("a", 1, "SUCCESSFUL")}, always)
+		row = claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1})
+		r := get(t, s, "a")
+		if !r.Pending || r.Uncertain || time.Until(r.NextAttempt) < ConfirmDelay-5*time.Second || time.Until(r.NextAttempt) > ConfirmDelay+5*time.Second {
+			t.Fatalf("not scheduled for confirmation in %s: %+v (due in %s)", ConfirmDelay, r, time.Until(r.NextAttempt))
+		}
+		if due := claim(t, s, "w", 1); len(due) != 0 {
+			t.Fatal("confirmed at once")
+		}
+		later(t, s, ConfirmDelay)
+		row = claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1})
+		if r := get(t, s, "a"); r.Pending || r.PostSeq != 2 {
 			t.Fatalf("%+v", r)
 		}
 	})
@@ -202,8 +383,8 @@ func TestStatsSweepPrune(t *testing.T) {
 		if err != nil || st.Pending != 2 || st.OldestPending.Before(before.Truncate(time.Millisecond)) || st.OldestPending.After(time.Now()) {
 			t.Fatalf("%+v %v", st, err)
 		}
-		rows, _ := s.Claim(ctx, "w", time.Now(), time.Minute, 1)
-		_ = s.Finish(ctx, "w", rows[0], Outcome{Done: true})
+		rows := claim(t, s, "w", 1)
+		finishOK(t, s, "w", rows[0], Outcome{Done: true})
 		if st, _ := s.Stats(ctx); st.Pending != 1 {
 			t.Fatalf("%+v", st)
 		}
@@ -220,8 +401,22 @@ func TestStatsSweepPrune(t *testing.T) {
 		if p, _ := s.Projects(ctx); len(p) != 2 || !p[1].SweptAt.Equal(swept) {
 			t.Fatalf("%+v", p)
 		}
-		if n, err := s.Prune(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
-			t.Fatalf("pruned %d, %v: only the row with nothing pending goes", n, err)
+		if p, err := s.Prune(ctx, time.Hour); err != nil || p != (Pruned{}) {
+			t.Fatalf("pruned %+v, %v: nothing is an hour old", p, err)
+		}
+		// A day later, with a retention of an hour: the posted row, the row
+		// still pending (Bitbucket never took it) and the project with no
+		// status go; the project with statuses stays until they go.
+		later(t, s, 24*time.Hour)
+		_, _ = s.Accept(ctx, []Report{report("c", 1, "INPROGRESS")}, always)
+		if p, err := s.Prune(ctx, time.Hour); err != nil || p != (Pruned{Posted: 1, Abandoned: 1, Projects: 1}) {
+			t.Fatalf("pruned %+v, %v", p, err)
+		}
+		if p, _ := s.Projects(ctx); len(p) != 1 || p[0].ID != 42 {
+			t.Fatalf("%+v", p)
+		}
+		if r, _ := s.Get(ctx, "c"); r == nil {
+			t.Fatal("a fresh status was pruned")
 		}
 		if err := s.Ping(ctx); err != nil {
 			t.Fatal(err)
@@ -237,9 +432,7 @@ func TestConcurrentAcceptsAllStored(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := s.Accept(ctx, []Report{report(fmt.Sprint("s", i%100), int64(i), "INPROGRESS")}, func(cur *Row, in Report) bool {
-					return cur == nil || in.PipelineID > cur.PipelineID
-				}); err != nil {
+				if _, err := s.Accept(ctx, []Report{report(fmt.Sprint("s", i%100), int64(i), "INPROGRESS")}, newer); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -257,7 +450,6 @@ func TestConcurrentAcceptsAllStored(t *testing.T) {
 		}
 	})
 }
-
 // TestReplicasShareWithoutDoubleWork: two stores on one database (two
 // replicas) claim concurrently and never both get a row; accepts for one
 // status from both keep the ordering rule.
@@ -270,7 +462,6 @@ func TestReplicasShareWithoutDoubleWork(t *testing.T) {
 	}
 	defer b.Close()
 	ctx := context.Background()
-	newer := func(cur *Row, in Report) bool { return cur == nil || in.PipelineID > cur.PipelineID }
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Add(1)
@@ -302,7 +493,7 @@ func TestReplicasShareWithoutDoubleWork(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				rows, err := s.store.Claim(ctx, s.owner, time.Now(), time.Minute, 3)
+				rows, err := s.store.Claim(ctx, Claim{Owner: s.owner, Lease: time.Minute, Limit: 3})
 				if err != nil {
 					t.Error(err)
 					return
@@ -376,7 +567,7 @@ func TestSQLiteSurvivesReopenAndReleasesLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = s.Accept(ctx, []Report{report("a", 1, "FAILED")}, always)
-	if rows, _ := s.Claim(ctx, "dead-process", time.Now(), time.Hour, 1); len(rows) != 1 {
+	if rows, _ := s.Claim(ctx, Claim{Owner: "dead-process", Lease: time.Hour, Limit: 1}); len(rows) != 1 {
 		t.Fatal("no claim")
 	}
 	s.Close()
@@ -385,7 +576,7 @@ func TestSQLiteSurvivesReopenAndReleasesLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rows, err := s.Claim(ctx, "new-process", time.Now(), time.Minute, 1)
+	rows, err := s.Claim(ctx, Claim{Owner: "new-process", Lease: time.Minute, Limit: 1})
 	if err != nil || len(rows) != 1 || rows[0].State != "FAILED" {
 		t.Fatalf("after reopening: %+v %v", rows, err)
 	}

@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// smallBody is the size up to which a body draws on the budget kept for
+// small bodies: a pipeline webhook is a few kilobytes, so floods of large
+// bodies never crowd out the real ones.
+const (
+	smallBody       = 256 << 10
+	smallBodyBudget = 8 << 20
+)
+
+// bodyDeadline bounds reading one body: GitLab gives up on a webhook after
+// 10 s, so a sender slower than that is not GitLab.
+const bodyDeadline = 10 * time.Second
+
+// readChunk is how much of a body is reserved and read at a time when its
+// length is not announced.
+const readChunk = 64 << 10
+
+// budget is a number of bytes, taken without waiting.
+type budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+func (b *budget) take(n int64) bool {
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+func (b *budget) give(n int64) { b.used.Add(-n) }
+
+// readBudget bounds the webhook bodies held in memory at once, over all
+// requests: a body must be read whole to check a signature, and 25 MB
+// bodies from strangers must not take the pod's memory.
+type readBudget struct{ small, large budget }
+
+func newReadBudget(small, large int64) *readBudget {
+	return &readBudget{small: budget{limit: small}, large: budget{limit: large}}
+}
+
+// errBusy: the budget is spent; the sender should try again later.
+var errBusy = errors.New("the relay is reading as many webhook bodies as it may at once")
+
+// read reads req's body, at most max bytes, holding its size against the
+// budget until release is called. *http.MaxBytesError: over max; errBusy:
+// no budget left now.
+func (rb *readBudget) read(w http.ResponseWriter, req *http.Request, max int64) (body []byte, release func(), err error) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyDeadline))
+	if req.ContentLength > max {
+		return nil, func() {}, &http.MaxBytesError{Limit: max}
+	}
+	var held, fromSmall, fromLarge int64
+	release = func() {
+		rb.small.give(fromSmall)
+		rb.large.give(fromLarge)
+	}
+	reserve := func(n int64) bool {
+		// Within the first smallBody bytes, the small bodies' budget; past
+		// them, the large one.
+		if held+n <= smallBody && rb.small.take(n) {
+			fromSmall += n
+		} else if rb.large.take(n) {
+			fromLarge += n
+		} else {
+			return false
+		}
+		held += n
+		return true
+	}
+	src := http.MaxBytesReader(w, req.Body, max)
+	if req.ContentLength >= 0 {
+		// Announced: reserved at once, read into a buffer of that size.
+		if !reserve(req.ContentLength) {
+			return nil, release, errBusy
+		}
+		body = make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(src, body); err != nil {
+			return nil, release, err
+		}
+		return body, release, nil
+	}
+	for {
+		if !reserve(readChunk) {
+			return nil, release, errBusy
+		}
+		n := len(body)
+		body = append(body, make([]byte, readChunk)...)
+		got, err := io.ReadFull(src, body[n:])
+		body = body[:n+got]
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return body, release, nil
+		case err != nil:
+			return nil, release, err
+		}
+	}
+}
