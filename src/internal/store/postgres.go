@@ -228,7 +228,9 @@ func (s *Postgres) Finish(ctx context.Context, owner string, row Row, o Outcome)
 }
 
 // Stats implements Store.
-func (s *Postgres) Stats(ctx context.Context) (Stats, error) { return queryStats(ctx, s.db, postgresSQL) }
+func (s *Postgres) Stats(ctx context.Context) (Stats, error) {
+	return queryStats(ctx, s.db, postgresSQL)
+}
 
 // Projects implements Store.
 func (s *Postgres) Projects(ctx context.Context) ([]Project, error) {

@@ -65,7 +65,9 @@ var sqliteColumns = []column{
 
 // OpenSQLite opens (or creates) the store in dir. Leases left by a
 // process that died are released: one process owns the directory.
-func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) { return openSQLite(ctx, dir, "sqlite") }
+func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
+	return openSQLite(ctx, dir, "sqlite")
+}
 
 // openSQLite opens the store with a database/sql driver of that name (tests
 // give one that fails on demand).

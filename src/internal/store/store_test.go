@@ -450,6 +450,7 @@ func TestConcurrentAcceptsAllStored(t *testing.T) {
 		}
 	})
 }
+
 // TestReplicasShareWithoutDoubleWork: two stores on one database (two
 // replicas) claim concurrently and never both get a row; accepts for one
 // status from both keep the ordering rule.
