@@ -33,6 +33,9 @@ const (
 	ExitInternal = 3
 )
 
+// ChildPipeline is CI_PIPELINE_SOURCE in a child pipeline (trigger: include:).
+const ChildPipeline = "parent_pipeline"
+
 // Program is one run's outside world, so tests can supply their own.
 type Program struct {
 	Version string
@@ -159,6 +162,15 @@ func (r *runner) post(c *cli.Context) error {
 	outcome, err := r.stateFrom(c, env)
 	if err != nil {
 		return err
+	}
+	if env.PipelineSource == ChildPipeline && env.StatusKey == "" {
+		// The parent's running job posted under the project's key; a child's
+		// result there would replace the parent's, which waits for the child
+		// (strategy: depend) or not, as its author chose.
+		fmt.Fprintf(r.stdout, "Nothing posted: this is a child pipeline (CI_PIPELINE_SOURCE=%s), and its parent pipeline's status covers it "+
+			"(trigger it with strategy: depend for the parent to wait for it). To give the child a status of its own, set BITBUCKET_STATUS_KEY "+
+			"(the component's status_key input), e.g. gitlab/$CI_PROJECT_PATH/<child name>.\n", ChildPipeline)
+		return nil
 	}
 	run, err := r.resolve(c, env, outcome)
 	if err != nil {

@@ -106,6 +106,38 @@ func TestPostSuccess(t *testing.T) {
 		"Posted SUCCESSFUL for commit "+sha+" to bitbucket.org/acme/widgets (key \"gitlab/acme/widgets\", updated)\n", "")
 }
 
+// TestChildPipelineNeverPostsToItsParentsKey: a job of a child pipeline
+// (trigger: include:) posting under the project's key would replace its
+// parent's status: a child's success over a parent that fails. It posts
+// nothing, says why, and succeeds; with a key of its own it posts there.
+func TestChildPipelineNeverPostsToItsParentsKey(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	var bodies []string
+	mock.RegisterResponder("POST", statusURL, func(r *http.Request) (*http.Response, error) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		return httpmock.NewStringResponse(201, "{}"), nil
+	})
+	for _, args := range [][]string{{"success"}, {"--dry-run", "failed"}} {
+		want(t, run(t, gitlabEnv("CI_PIPELINE_SOURCE", "parent_pipeline"), mock, args...), 0,
+			"Nothing posted: this is a child pipeline (CI_PIPELINE_SOURCE=parent_pipeline), and its parent pipeline's status covers it "+
+				"(trigger it with strategy: depend for the parent to wait for it). To give the child a status of its own, set BITBUCKET_STATUS_KEY "+
+				"(the component's status_key input), e.g. gitlab/$CI_PROJECT_PATH/<child name>.\n", "")
+	}
+	if len(bodies) != 0 {
+		t.Fatalf("a child pipeline posted: %v", bodies)
+	}
+	want(t, run(t, gitlabEnv("CI_PIPELINE_SOURCE", "parent_pipeline", "BITBUCKET_STATUS_KEY", "gitlab/acme/widgets/docs"), mock, "success"), 0,
+		"Posted SUCCESSFUL for commit "+sha+" to bitbucket.org/acme/widgets (key \"gitlab/acme/widgets/docs\", created)\n", "")
+	// A multi-project downstream pipeline is its own project's pipeline.
+	want(t, run(t, gitlabEnv("CI_PIPELINE_SOURCE", "pipeline"), mock, "success"), 0,
+		"Posted SUCCESSFUL for commit "+sha+" to bitbucket.org/acme/widgets (key \"gitlab/acme/widgets\", created)\n", "")
+	if len(bodies) != 2 || !strings.Contains(bodies[0], `"key":"gitlab/acme/widgets/docs"`) || !strings.Contains(bodies[1], `"key":"gitlab/acme/widgets"`) {
+		t.Fatalf("%v", bodies)
+	}
+}
+
 func TestBuildStatusVariable(t *testing.T) {
 	t.Parallel()
 	mock := httpmock.NewMockTransport()

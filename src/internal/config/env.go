@@ -50,6 +50,7 @@ type Env struct {
 	PipelineIID       string `env:"CI_PIPELINE_IID" help:"GitLab: the pipeline's number in the project (#IID), in the name; Data Center's buildNumber."`
 	PipelineURL       string `env:"CI_PIPELINE_URL" help:"GitLab: the pipeline page, the status URL."`
 	PipelineCreatedAt string `env:"CI_PIPELINE_CREATED_AT" help:"GitLab: when the pipeline started; gives Data Center's duration."`
+	PipelineSource    string `env:"CI_PIPELINE_SOURCE" help:"GitLab: what made the pipeline; in a child pipeline (parent_pipeline) nothing is posted unless BITBUCKET_STATUS_KEY is set, so the parent's status is never overwritten."`
 	JobID             string `env:"CI_JOB_ID" help:"GitLab: the job's ID."`
 	JobName           string `env:"CI_JOB_NAME" help:"GitLab: the job's name (never part of the key)."`
 	JobURL            string `env:"CI_JOB_URL" help:"GitLab: the job page, the status URL when there is no pipeline URL."`

@@ -91,8 +91,9 @@ type Config struct {
 	defaultProject    string
 	// mirrorAllowed is, per credential, where a pull mirror may lead it.
 	mirrorAllowed map[string]mirrorAllowList
-	// lease is how long a claimed status is this process's.
-	lease time.Duration
+	// lease is how long a claimed status is this process's; confirmAfter,
+	// when a post that may have been overtaken is made again.
+	lease, confirmAfter time.Duration
 	// Secrets are every secret the configuration holds, for the log filter.
 	Secrets []string
 }
@@ -137,7 +138,8 @@ const DefaultCredential = "default"
 func Resolve(e Env, env func(string) string) (*Config, error) {
 	c := &Config{Listen: e.Listen, WebhookToken: strings.TrimSpace(e.WebhookToken), Data: e.Data, Workers: e.Workers, MaxBody: e.MaxBody,
 		DatabaseURL: strings.TrimSpace(e.DatabaseURL), Credentials: map[string]bitbucket.Auth{}, ReadBudget: e.ReadBudget,
-		VerifyPerHour: e.VerifyPerHour, mirrorAllowed: map[string]mirrorAllowList{}, lease: defaultLease}
+		VerifyPerHour: e.VerifyPerHour, mirrorAllowed: map[string]mirrorAllowList{}, lease: defaultLease,
+		confirmAfter: defaultConfirmAfter}
 	if c.DatabaseURL != "" {
 		u, err := url.Parse(c.DatabaseURL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {

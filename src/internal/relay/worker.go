@@ -34,6 +34,10 @@ const (
 	poll = 250 * time.Millisecond
 	// claimBackoffMax caps the wait between claims while the store fails.
 	claimBackoffMax = 5 * time.Second
+	// defaultConfirmAfter is how long after a post that followed a request
+	// left without an answer the post is made again: past any server's
+	// own timeout for a request, so the repeat lands last.
+	defaultConfirmAfter = time.Minute
 )
 
 // errPaused is the outcome of a row whose credential is paused.
@@ -208,7 +212,8 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		if posted.Notice != "" {
 			attrs = append(attrs, "notice", posted.Notice)
 		}
-		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID}, serverAnswered, append(attrs, "code", posted.StatusCode)
+		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID, ConfirmAfter: r.cfg.confirmAfter},
+			serverAnswered, append(attrs, "code", posted.StatusCode)
 	}
 	var he *bitbucket.HTTPError
 	switch {

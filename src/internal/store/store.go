@@ -64,7 +64,7 @@ type Row struct {
 	LastError string
 	// Uncertain: an earlier attempt sent a request and got no answer, so it
 	// may still land at Bitbucket later; the next successful post is
-	// repeated once after ConfirmDelay.
+	// repeated once, after its Outcome.ConfirmAfter.
 	Uncertain bool
 	// LeaseLeft is, for a claimed row, how long the lease lasts by the
 	// store's clock from the moment it was claimed: no request for it may
@@ -112,6 +112,10 @@ type Outcome struct {
 	NotAttempted bool
 	// Uncertain: a request was sent and no answer came: it may still land.
 	Uncertain bool
+	// ConfirmAfter: when this post follows an uncertain one, it is made
+	// again this much later, so that it lands after the uncertain one
+	// could: longer than any server keeps a request it has not answered.
+	ConfirmAfter time.Duration
 	// PostedState and PostedPipeline record what was posted, when it was.
 	PostedState    string
 	PostedPipeline int64
@@ -182,11 +186,6 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
-
-// ConfirmDelay is how long after a post that followed an unanswered
-// request the same status is posted once more: longer than any server keeps
-// a request it has not answered, so the repeat lands last.
-var ConfirmDelay = time.Minute
 
 // projectCache remembers the projects this process has recorded, so that the
 // projects table is written once per project, not once per webhook: a row
@@ -334,7 +333,7 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 func finishArgs(owner string, row Row, o Outcome) []any {
 	if o.Done {
 		posted := o.posted()
-		return []any{row.Version, posted, row.Version, posted, ConfirmDelay.Milliseconds(), row.Version, posted, o.Error,
+		return []any{row.Version, posted, row.Version, posted, o.ConfirmAfter.Milliseconds(), row.Version, posted, o.Error,
 			posted, posted, o.PostedState, posted, o.PostedPipeline, row.StatusID, owner, row.PostSeq}
 	}
 	attempted := 1

@@ -357,17 +357,18 @@ func TestAnUnansweredRequestIsConfirmedLater(t *testing.T) {
 		}
 		_, _ = s.Accept(ctx, []Report{report("a", 1, "SUCCESSFUL")}, always)
 		row = claim(t, s, "w", 1)[0]
-		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1})
+		const confirm = time.Minute
+		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1, ConfirmAfter: confirm})
 		r := get(t, s, "a")
-		if !r.Pending || r.Uncertain || time.Until(r.NextAttempt) < ConfirmDelay-5*time.Second || time.Until(r.NextAttempt) > ConfirmDelay+5*time.Second {
-			t.Fatalf("not scheduled for confirmation in %s: %+v (due in %s)", ConfirmDelay, r, time.Until(r.NextAttempt))
+		if !r.Pending || r.Uncertain || time.Until(r.NextAttempt) < confirm-5*time.Second || time.Until(r.NextAttempt) > confirm+5*time.Second {
+			t.Fatalf("not scheduled for confirmation in %s: %+v (due in %s)", confirm, r, time.Until(r.NextAttempt))
 		}
 		if due := claim(t, s, "w", 1); len(due) != 0 {
 			t.Fatal("confirmed at once")
 		}
-		later(t, s, ConfirmDelay)
+		later(t, s, confirm)
 		row = claim(t, s, "w", 1)[0]
-		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1})
+		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1, ConfirmAfter: confirm})
 		if r := get(t, s, "a"); r.Pending || r.PostSeq != 2 {
 			t.Fatalf("%+v", r)
 		}
