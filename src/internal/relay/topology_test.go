@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
@@ -107,9 +106,9 @@ func TestChildPipelinesOwnStatus(t *testing.T) {
 	commit := fmt.Sprintf("%040x", 0xabc)
 	parent := pipelineEvent(3000, "running", commit)
 	tr.event(t, parent)
-	tr.event(t, child(parent, 3001, "success", ""))              // named by its trigger job, from GitLab
-	tr.event(t, child(parent, 3002, "failed", "docs"))           // named by workflow:name
-	tr.event(t, pipelineEvent(3000, "failed", commit))           // the parent fails
+	tr.event(t, child(parent, 3001, "success", ""))    // named by its trigger job, from GitLab
+	tr.event(t, child(parent, 3002, "failed", "docs")) // named by workflow:name
+	tr.event(t, pipelineEvent(3000, "failed", commit)) // the parent fails
 	if why := tr.event(t, child(pipelineEvent(3010, "running", commit), 3011, "success", "")); why != "child_unnamed" {
 		t.Errorf("a child with no name anywhere: %q, want child_unnamed", why)
 	}
@@ -192,7 +191,9 @@ func TestALatePostCannotPutAnOlderStateBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	short := func(c *Config) { c.lease, c.confirmAfter, c.RetryBase = time.Second, 1500*time.Millisecond, 5*time.Second }
+	short := func(c *Config) {
+		c.lease, c.confirmAfter, c.RetryBase = time.Second, 1500*time.Millisecond, 5*time.Second
+	}
 	env := map[string]string{"BITBUCKET_API_URL": bb.url + "/2.0"}
 	a := startRelay(t, env, st, short)
 	b := startRelay(t, env, st, short)
