@@ -195,6 +195,38 @@ func TestOAuthTokenIsRefreshedBeforeItExpires(t *testing.T) {
 	}
 }
 
+// TestOAuthTokenRenewedBetweenRetries: a retry that comes after the token
+// expired (a slow 502) sends a new one, not the expired one.
+func TestOAuthTokenRenewedBetweenRetries(t *testing.T) {
+	t.Parallel()
+	mock := httpmock.NewMockTransport()
+	var tokens script
+	tokens.on(mock, "POST", "https://bitbucket.org/site/oauth2/access_token",
+		reply{code: 200, body: `{"access_token":"oauth-1","expires_in":1}`},
+		reply{code: 200, body: `{"access_token":"oauth-2","expires_in":7200}`})
+	var used []string
+	var mu sync.Mutex
+	mock.RegisterResponder("POST", cloudStatusURL, func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		used = append(used, r.Header.Get("Authorization"))
+		n := len(used)
+		mu.Unlock()
+		if n == 1 {
+			time.Sleep(time.Second)
+			return httpmock.NewStringResponse(502, ``), nil
+		}
+		return httpmock.NewStringResponse(201, `{}`), nil
+	})
+	c := newClient(mock, Auth{Kind: OAuth, ClientID: "key", ClientSecret: "secret", TokenURL: "https://bitbucket.org/site/oauth2/access_token"})
+	c.AttemptTimeout = 5 * time.Second
+	if _, err := cloud.Post(context.Background(), c, sha, status); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(used, ","); got != "Bearer oauth-1,Bearer oauth-2" {
+		t.Fatalf("tokens used: %s", got)
+	}
+}
+
 // TestOAuth401FetchesANewTokenOnce: a token refused before its announced
 // expiry (revoked, or the server's clock) is replaced once and the request
 // sent again; a 401 to a token just fetched is the answer.

@@ -64,30 +64,39 @@ type Response struct {
 // for good, or ctx ends. A non-2xx answer is an *HTTPError; a request that
 // never got an answer is a *TransportError.
 //
-// With an OAuth consumer, a 401 to a token that was not just fetched gets
-// one more try with a new token: a token can expire or be revoked before
-// the time it announced.
+// With an OAuth consumer each attempt sends the token held then, renewed
+// before it expires (a retry may come after it did); and a 401 to a token
+// that was not just fetched gets one more try with a new one: a token can
+// be revoked, or expire earlier than it said.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	bearer, fresh, err := c.oauthAccessToken(ctx)
-	if err != nil {
-		return nil, err
+	var used string
+	fetched := false
+	authorize := func(h http.Header) error {
+		token, fresh, err := c.oauthAccessToken(ctx)
+		if err != nil {
+			return err
+		}
+		used, fetched = token, fresh
+		c.Auth.apply(h, token)
+		return nil
 	}
-	resp, err := c.send(ctx, req, "application/json", func(h http.Header) { c.Auth.apply(h, bearer) })
+	resp, err := c.send(ctx, req, "application/json", authorize)
 	var he *HTTPError
-	if c.Auth.Kind != OAuth || fresh || !errors.As(err, &he) || he.StatusCode != http.StatusUnauthorized {
+	if c.Auth.Kind != OAuth || fetched || !errors.As(err, &he) || he.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
-	c.forgetOAuthToken(bearer)
-	if bearer, _, err = c.oauthAccessToken(ctx); err != nil {
-		return nil, err
-	}
-	return c.send(ctx, req, "application/json", func(h http.Header) { c.Auth.apply(h, bearer) })
+	c.forgetOAuthToken(used)
+	return c.send(ctx, req, "application/json", authorize)
 }
 
-func (c *Client) send(ctx context.Context, req Request, contentType string, authorize func(http.Header)) (*Response, error) {
+func (c *Client) send(ctx context.Context, req Request, contentType string, authorize func(http.Header) error) (*Response, error) {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		resp, err := c.attempt(ctx, req, contentType, authorize)
+		var oe *OAuthError
+		if errors.As(err, &oe) {
+			return nil, err
+		}
 		// asked is the wait the server asked for with Retry-After, if any.
 		var wait, asked time.Duration
 		switch {
@@ -129,7 +138,7 @@ type rawResponse struct {
 	retryAfter time.Duration
 }
 
-func (c *Client) attempt(ctx context.Context, req Request, contentType string, authorize func(http.Header)) (*rawResponse, error) {
+func (c *Client) attempt(ctx context.Context, req Request, contentType string, authorize func(http.Header) error) (*rawResponse, error) {
 	if c.AttemptTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.AttemptTimeout)
@@ -148,7 +157,9 @@ func (c *Client) attempt(ctx context.Context, req Request, contentType string, a
 	if req.Body != nil {
 		hr.Header.Set("Content-Type", contentType)
 	}
-	authorize(hr.Header)
+	if err := authorize(hr.Header); err != nil {
+		return nil, err
+	}
 	resp, err := c.httpClient().Do(hr)
 	if err != nil {
 		return nil, err

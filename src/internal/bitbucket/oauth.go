@@ -51,8 +51,9 @@ func (c *Client) oauthAccessToken(ctx context.Context) (token string, fresh bool
 	}
 	req := Request{Method: http.MethodPost, URL: c.Auth.TokenURL, Body: []byte("grant_type=client_credentials")}
 	fetched := time.Now()
-	resp, err := c.send(ctx, req, "application/x-www-form-urlencoded", func(h http.Header) {
+	resp, err := c.send(ctx, req, "application/x-www-form-urlencoded", func(h http.Header) error {
 		(&http.Request{Header: h}).SetBasicAuth(c.Auth.ClientID, c.Auth.ClientSecret)
+		return nil
 	})
 	if err != nil {
 		return "", false, &OAuthError{TokenURL: c.Auth.TokenURL, Err: err}
