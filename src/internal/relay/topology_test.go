@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
@@ -215,5 +216,30 @@ func TestALatePostCannotPutAnOlderStateBack(t *testing.T) {
 	time.Sleep(time.Second)
 	if got := bb.shown(commit, parentKey); got != "SUCCESSFUL" {
 		t.Fatalf("Bitbucket shows %q\n%s", got, logs())
+	}
+}
+
+// TestRetentionWithoutGitLab: with no GITLAB_TOKEN (no sweep) the store is
+// still pruned: a posted status older than the retention goes.
+func TestRetentionWithoutGitLab(t *testing.T) {
+	t.Parallel()
+	bb := newTestBitbucket(t)
+	tr := startRelay(t, map[string]string{"BITBUCKET_API_URL": bb.url + "/2.0"}, nil, func(c *Config) { c.Retention = 200 * time.Millisecond })
+	commit := fmt.Sprintf("%040x", 0x7e7)
+	tr.event(t, pipelineEvent(6000, "success", commit))
+	idle(t, tr.store, tr.log.String)
+	id := statusID(Destination{Cloud: &bitbucket.Cloud{API: bb.url + "/2.0", Workspace: "acme", Slug: "widgets"}}, commit, parentKey)
+	if row, err := tr.store.Get(context.Background(), id); err != nil || row == nil {
+		t.Fatalf("%+v %v", row, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Maintain(ctx)
+	waitFor(t, "the status pruned", func() bool {
+		row, err := tr.store.Get(context.Background(), id)
+		return err == nil && row == nil
+	}, tr.log.String)
+	if !logHas(tr.log, `"msg":"pruned old statuses","statuses":1`) {
+		t.Fatalf("%s", tr.log.String())
 	}
 }
