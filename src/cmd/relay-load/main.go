@@ -7,9 +7,15 @@
 //	relay-load send -url U -rate 2000 -duration 10s      open loop: a steady offered rate
 //	relay-load send -url U -concurrency 64 -duration 10s closed loop: saturation
 //	relay-load pipelines -url U -count 200               each pipeline's created, pending, running, success
+//	relay-load flood -url U -strangers 200 -stranger-body 26214400 -duration 10s
+//	                                                     strangers' bodies (a wrong token, or with -signing a
+//	                                                     forged signature), answered 401 or 503
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -42,6 +48,9 @@ func main() {
 	statuses := fs.Int("statuses", 10000, "distinct commits the requests are spread over")
 	start := fs.Int64("start", 1, "first pipeline id")
 	listen := fs.String("listen", "127.0.0.1:0", "noop: address")
+	strangers := fs.Int("strangers", 200, "flood: clients sending bodies the relay must refuse")
+	strangerBody := fs.Int64("stranger-body", 25<<20, "flood: bytes of each stranger's body")
+	signing := fs.String("signing", "", "the relay's signing token (whsec_...): webhooks are signed (flood: strangers forge signatures) instead of carrying -token")
 	addrFile := fs.String("addr-file", "", "noop: write the address here")
 	_ = fs.Parse(os.Args[2:])
 	if *duration > 2*time.Minute {
@@ -60,6 +69,13 @@ func main() {
 	}
 	g := newGenerator(*template, *start, *statuses)
 	c := &client{urls: urls, token: *token, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 30 * time.Second}}
+	if *signing != "" {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(*signing, "whsec_"))
+		if err != nil {
+			log.Fatal("-signing: not a whsec_ token")
+		}
+		c.key, c.token = key, ""
+	}
 	switch os.Args[1] {
 	case "send":
 		var r result
@@ -72,6 +88,9 @@ func main() {
 		fmt.Println(string(out))
 	case "pipelines":
 		c.pipelines(g, *count)
+	case "flood":
+		out, _ := json.Marshal(c.flood(c.key, *strangers, *strangerBody, *duration))
+		fmt.Println(string(out))
 	default:
 		log.Fatalf("unknown mode %q", os.Args[1])
 	}
@@ -142,15 +161,25 @@ type client struct {
 	urls  []string
 	next  atomic.Int64
 	token string
-	http  *http.Client
+	// key signs each webhook (a signing token) instead of the token.
+	key  []byte
+	http *http.Client
 }
 
+// send sends a Pipeline Hook with the token, or signed.
 func (c *client) send(body []byte) (int, time.Duration) {
 	target := c.urls[int(c.next.Add(1))%len(c.urls)]
 	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Gitlab-Event", "Pipeline Hook")
-	req.Header.Set("X-Gitlab-Token", c.token)
+	if c.key != nil {
+		id, ts := fmt.Sprintf("msg_%d", c.next.Add(1)), time.Now().Unix()
+		req.Header.Set("webhook-id", id)
+		req.Header.Set("webhook-timestamp", fmt.Sprint(ts))
+		req.Header.Set("webhook-signature", sign(c.key, id, ts, body))
+	} else {
+		req.Header.Set("X-Gitlab-Token", c.token)
+	}
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -263,4 +292,67 @@ func (c *client) pipelines(g *generator, n int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// zeros is a body of n bytes that costs the sender no memory.
+type zeros struct{ left int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.left <= 0 {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), z.left))
+	clear(p[:n])
+	z.left -= int64(n)
+	return n, nil
+}
+
+// sign is a Standard Webhooks signature, as GitLab's signing token makes.
+func sign(key []byte, id string, ts int64, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%d.", id, ts)
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// flood keeps n strangers sending size-byte bodies the relay must refuse
+// for d: a wrong token, or, with a signing key, a forged signature with
+// fresh headers, which can only be refused once the body is read. It
+// reports the answers they got. Genuine webhooks are measured meanwhile by
+// another process (send), so the strangers' load does not slow their clock.
+func (c *client) flood(key []byte, n int, size int64, d time.Duration) map[string]int {
+	stop := time.Now().Add(d)
+	var mu sync.Mutex
+	answers := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+			for time.Now().Before(stop) {
+				req, _ := http.NewRequest(http.MethodPost, c.urls[i%len(c.urls)], &zeros{left: size})
+				req.ContentLength = size
+				req.Header.Set("X-Gitlab-Event", "Pipeline Hook")
+				if key == nil {
+					req.Header.Set("X-Gitlab-Token", "not-the-token")
+				} else {
+					req.Header.Set("webhook-id", fmt.Sprintf("msg_stranger_%d", i))
+					req.Header.Set("webhook-timestamp", fmt.Sprint(time.Now().Unix()))
+					req.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(make([]byte, 32)))
+				}
+				outcome := "error"
+				if resp, err := hc.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					outcome = fmt.Sprint(resp.StatusCode)
+				}
+				mu.Lock()
+				answers[outcome]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return answers
 }

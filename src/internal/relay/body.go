@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -46,11 +47,40 @@ func (b *budget) give(n int64) { b.used.Add(-n) }
 
 // readBudget bounds the webhook bodies held in memory at once, over all
 // requests: a body must be read whole to check a signature, and 25 MB
-// bodies from strangers must not take the pod's memory.
-type readBudget struct{ small, large budget }
+// bodies from strangers must not take the pod's memory. Past the first
+// smallBody bytes, bodies are also read at most at the large budget's size
+// per second: reading and hashing forged megabytes as fast as strangers
+// send them would take the CPU the genuine webhooks need.
+type readBudget struct {
+	small, large budget
+	largeRate    rate
+}
 
 func newReadBudget(small, large int64) *readBudget {
-	return &readBudget{small: budget{limit: small}, large: budget{limit: large}}
+	return &readBudget{small: budget{limit: small}, large: budget{limit: large}, largeRate: rate{perSecond: float64(large), level: float64(large)}}
+}
+
+// rate is a token bucket of bytes, refilled at perSecond up to perSecond.
+type rate struct {
+	mu        sync.Mutex
+	perSecond float64
+	level     float64
+	at        time.Time
+}
+
+func (r *rate) take(n int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if !r.at.IsZero() {
+		r.level = min(r.perSecond, r.level+now.Sub(r.at).Seconds()*r.perSecond)
+	}
+	r.at = now
+	if r.level < float64(n) {
+		return false
+	}
+	r.level -= float64(n)
+	return true
 }
 
 // errBusy: the budget is spent; the sender should try again later.
@@ -72,11 +102,14 @@ func (rb *readBudget) read(w http.ResponseWriter, req *http.Request, max int64) 
 	reserve := func(n int64) bool {
 		// Within the first smallBody bytes, the small bodies' budget; past
 		// them, the large one.
-		if held+n <= smallBody && rb.small.take(n) {
+		switch {
+		case held+n <= smallBody && rb.small.take(n):
 			fromSmall += n
-		} else if rb.large.take(n) {
+		case !rb.largeRate.take(n):
+			return false
+		case rb.large.take(n):
 			fromLarge += n
-		} else {
+		default:
 			return false
 		}
 		held += n

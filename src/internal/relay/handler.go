@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,7 +60,12 @@ func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 	count := func(outcome string) { r.metrics.events.WithLabelValues(kind, outcome).Inc() }
 	refuse := func(reason string) {
 		count("unauthorized")
-		r.log.Warn("webhook refused", "reason", reason, "remote", req.RemoteAddr, "event", req.Header.Get("X-Gitlab-Event"))
+		if n, ok := r.refusals.allow(time.Now()); ok {
+			// One line per 10 s at most: a flood of strangers must not
+			// become a flood of log lines.
+			r.log.Warn("webhook refused", "reason", reason, "remote", req.RemoteAddr, "event", req.Header.Get("X-Gitlab-Event"),
+				"refused_since_last_line", n)
+		}
 		// The body is left unread: the connection closes after the answer.
 		w.Header().Set("Connection", "close")
 		answer(w, http.StatusUnauthorized, reason)
@@ -160,4 +166,26 @@ func (r *Relay) checkHeaders(req *http.Request) string {
 		}
 	}
 	return ""
+}
+
+// sampler lets one log line through per interval and counts the others.
+type sampler struct {
+	mu       sync.Mutex
+	interval time.Duration
+	last     time.Time
+	skipped  int
+}
+
+// allow reports whether to log now, and how many were not logged since
+// the last line.
+func (s *sampler) allow(now time.Time) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.last) < s.interval {
+		s.skipped++
+		return 0, false
+	}
+	n := s.skipped
+	s.last, s.skipped = now, 0
+	return n, true
 }

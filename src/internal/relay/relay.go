@@ -48,6 +48,8 @@ type Relay struct {
 	servers *serverGates
 	// bodies bounds the webhook bodies being read at once.
 	bodies *readBudget
+	// refusals samples the log lines of refused webhooks.
+	refusals sampler
 
 	mirrorMu sync.Mutex
 	mirrors  map[int64]mirrorEntry
@@ -109,7 +111,8 @@ func New(cfg *Config, st store.Store, o Options) *Relay {
 	logger := slog.New(slog.NewJSONHandler(o.Log, nil))
 	r := &Relay{cfg: cfg, store: st, clients: map[string]*bitbucket.Client{}, log: logger, owner: newOwner(),
 		wake: make(chan struct{}, 1), mirrors: map[int64]mirrorEntry{}, pauses: map[string]pause{}, triggers: map[int64]string{},
-		verify: map[string]*tokenBucket{}, bodies: newReadBudget(smallBodyBudget, cfg.ReadBudget)}
+		verify: map[string]*tokenBucket{}, bodies: newReadBudget(smallBodyBudget, cfg.ReadBudget),
+		refusals: sampler{interval: 10 * time.Second}}
 	r.servers = newServerGates(cfg.ServerWorkers, cfg.RetryBase, logger)
 	r.metrics = newMetrics(st, r.servers)
 	for name, auth := range cfg.Credentials {
