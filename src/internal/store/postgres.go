@@ -162,10 +162,12 @@ func lockStatuses(ctx context.Context, tx *sql.Tx, keys []string) error {
 
 // pgClaimSQL leases due rows; the last column is the lease left. The row
 // lock makes a second replica's claim wait, then see the new lease and skip
-// the row; SKIP LOCKED keeps it from waiting at all.
+// the row; SKIP LOCKED keeps it from waiting at all. The time is
+// PostgreSQL's now() (the statement's start; stable, so the index of due
+// rows is used); the lease left is counted to the moment of the answer.
 var pgClaimSQL = postgresSQL.sql(`
-UPDATE statuses SET lease_owner = ?, lease_until = {now} + ? WHERE lease_until <= {now} AND id IN (
-	SELECT id FROM statuses WHERE pending AND next_attempt_at <= {now} AND lease_until <= {now} AND strpos(?, '|' || server || '|') = 0
+UPDATE statuses SET lease_owner = ?, lease_until = {stable_now} + ? WHERE lease_until <= {stable_now} AND id IN (
+	SELECT id FROM statuses WHERE pending AND next_attempt_at <= {stable_now} AND lease_until <= {stable_now} AND strpos(?, '|' || server || '|') = 0
 	ORDER BY next_attempt_at, accepted_at LIMIT ?
 	FOR UPDATE SKIP LOCKED)
 RETURNING ` + rowColumns + `, lease_until - {now}`)

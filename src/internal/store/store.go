@@ -211,13 +211,17 @@ type dialect struct {
 	numbered bool
 }
 
+// stableNow is PostgreSQL's now() in milliseconds: the transaction's start,
+// the same for every row, so a comparison with it can use an index.
+const stableNow = `(extract(epoch from now()) * 1000)::bigint`
+
 var (
 	sqliteSQL   = dialect{now: `CAST(unixepoch('subsec') * 1000 AS INTEGER)`, yes: "1", no: "0"}
 	postgresSQL = dialect{now: `(extract(epoch from clock_timestamp()) * 1000)::bigint`, yes: "true", no: "false", numbered: true}
 )
 
 func (d dialect) sql(q string) string {
-	q = strings.NewReplacer("{now}", d.now, "{true}", d.yes, "{false}", d.no).Replace(q)
+	q = strings.NewReplacer("{now}", d.now, "{stable_now}", stableNow, "{true}", d.yes, "{false}", d.no).Replace(q)
 	if !d.numbered {
 		return q
 	}
