@@ -34,8 +34,8 @@ type failingConn struct {
 	fail *atomic.Bool
 }
 
-func (c failingConn) Begin() (driver.Tx, error) { //nolint:staticcheck // the wrapper offers the basic interface only
-	tx, err := c.Conn.Begin() //nolint:staticcheck
+func (c failingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	tx, err := c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
