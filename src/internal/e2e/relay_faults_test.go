@@ -416,7 +416,10 @@ func TestRelayFullDiskPostsNothingAndRecovers(t *testing.T) {
 	if code, _ := r.send("Pipeline Hook", hook("acme/widgets", 42, 2045, 7, "success", sha, "main", "2026-11-25T10:04:00Z")); code != 202 {
 		t.Fatal(code)
 	}
-	eventually(t, "a first failed attempt", func() bool { return bb.hits.Load() >= 1 }, r.log)
+	// The attempt's outcome recorded (a result that cannot be recorded
+	// leaves the lease, 25 s, before anyone tries again).
+	eventually(t, "a first failed attempt", func() bool { return strings.Contains(r.log(), `"msg":"status not posted"`) }, r.log)
+	time.Sleep(300 * time.Millisecond)
 	filler := fill(t, data)
 	time.Sleep(500 * time.Millisecond) // a retry in flight ends
 	before := bb.hits.Load()
