@@ -213,7 +213,8 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 			return store.Report{}, Destination{}, err
 		}
 		return store.Report{StatusID: unresolvedID(p), Server: r.cfg.GitLab.BaseURL, PipelineID: p.ID, State: string(st), Final: st.Final(),
-			FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID, ProjectPath: p.ProjectPath}, Destination{}, unresolved
+			FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID, ProjectPath: p.ProjectPath, Commit: p.SHA,
+			Source: sourceOf(ctx, p)}, Destination{}, unresolved
 	}
 	if err != nil {
 		return store.Report{}, Destination{}, err
@@ -228,8 +229,25 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 	}
 	return store.Report{StatusID: statusID(d, p.SHA, s.Key), Credential: d.Credential, Server: d.Server(), PipelineID: p.ID,
 		State: string(s.State), Final: s.State.Final(), FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID,
-		ProjectPath: p.ProjectPath}, d, nil
+		ProjectPath: p.ProjectPath, Commit: p.SHA, Source: sourceOf(ctx, p)}, d, nil
 }
+
+// sourceOf says where an event came from, for the status's history: the
+// pipeline's source, and how it reached the relay.
+func sourceOf(ctx context.Context, p gitlab.Pipeline) string {
+	via := "webhook"
+	if v, ok := ctx.Value(viaContext{}).(string); ok {
+		via = v
+	}
+	if p.Source == "" {
+		return via
+	}
+	return p.Source + ", " + via
+}
+
+// viaContext names how the events of a context reach the relay, when not
+// by webhook: "sweep", "resolved".
+type viaContext struct{}
 
 // keep is the ordering rule. Per status: a newer pipeline (higher id)
 // supersedes an older one, whose late events are ignored. Within a
@@ -241,31 +259,29 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 // rule leaves out still wakes the status: the worker posts what GitLab
 // says now (a retried pipeline running again), and falls back to the
 // stored state if GitLab does not answer.
-func (r *Relay) keep(cur *store.Row, in store.Report) store.Decision {
+func (r *Relay) keep(cur *store.Row, in store.Report) (store.Decision, string) {
 	switch {
 	case cur == nil:
-		return store.Replace
-	case in.PipelineID != cur.PipelineID:
-		if in.PipelineID > cur.PipelineID {
-			return store.Replace
-		}
-		return store.Ignore
+		return store.Replace, "a new status"
+	case in.PipelineID > cur.PipelineID:
+		return store.Replace, fmt.Sprintf("pipeline %d is newer than %d: it replaces it", in.PipelineID, cur.PipelineID)
+	case in.PipelineID < cur.PipelineID:
+		return store.Ignore, fmt.Sprintf("ignored: pipeline %d is older than %d, which this status shows", in.PipelineID, cur.PipelineID)
 	case in.State == cur.State && (cur.Pending || cur.LastError == ""):
-		return store.Ignore
+		return store.Ignore, "ignored: a duplicate"
 	case !cur.Pending && cur.LastError == "" && cur.PostedPipeline == in.PipelineID && cur.PostedState == in.State:
 		// What Bitbucket already shows (after a re-read, it may differ from
 		// the event that triggered it).
-		return store.Ignore
+		return store.Ignore, "ignored: Bitbucket shows it already"
 	case in.State == cur.State:
-		// Refused last time: this event tries again.
-		return store.Replace
+		return store.Replace, "the last post was refused: this event tries again"
 	case cur.Final && (!in.Final || !in.FinishedAt.After(cur.FinishedAt)):
 		if r.cfg.GitLab != nil {
-			return store.Wake
+			return store.Wake, fmt.Sprintf("after %s, %s: GitLab is asked which is right before posting", cur.State, in.State)
 		}
-		return store.Ignore
+		return store.Ignore, fmt.Sprintf("ignored: %s came after the final %s of the same pipeline", in.State, cur.State)
 	}
-	return store.Replace
+	return store.Replace, "taken"
 }
 
 // accept stores one pipeline's status durably. It returns whether the

@@ -119,10 +119,10 @@ func TestOrderingRule(t *testing.T) {
 	} {
 		without := &Relay{cfg: &Config{}}
 		with := &Relay{cfg: &Config{GitLab: &gitlab.Client{}}}
-		if got := without.keep(c.cur, c.in); got != c.withoutGitLab {
+		if got, _ := without.keep(c.cur, c.in); got != c.withoutGitLab {
 			t.Errorf("%s, without GITLAB_TOKEN: keep = %v, want %v", c.name, got, c.withoutGitLab)
 		}
-		if got := with.keep(c.cur, c.in); got != c.withGitLab {
+		if got, _ := with.keep(c.cur, c.in); got != c.withGitLab {
 			t.Errorf("%s, with GITLAB_TOKEN: keep = %v, want %v", c.name, got, c.withGitLab)
 		}
 	}

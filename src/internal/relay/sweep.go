@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -106,7 +108,7 @@ func (r *Relay) sweepOnce(ctx context.Context) {
 		newest := map[string]pipelineAt{}
 		for _, p := range list {
 			p.ProjectID, p.ProjectPath = project.ID, project.Path
-			changed, rep, err := r.accept(ctx, p)
+			changed, rep, err := r.accept(context.WithValue(ctx, viaContext{}, "sweep"), p)
 			var skip *skipError
 			var unresolved *unresolvedError
 			switch {
@@ -194,11 +196,11 @@ func (r *Relay) verify1(ctx context.Context, p gitlab.Pipeline, rep store.Report
 	r.metrics.verified.WithLabelValues("differs").Inc()
 	r.log.Warn("Bitbucket shows another state than the relay posted: posting it again", "status", rep.StatusID,
 		"shown_state", shown.State, "shown_url", shown.URL, "found", shown.Found, "want_state", string(want.State), "want_url", want.URL)
-	wake := func(cur *store.Row, _ store.Report) store.Decision {
+	wake := func(cur *store.Row, _ store.Report) (store.Decision, string) {
 		if cur == nil {
-			return store.Replace
+			return store.Replace, "a new status"
 		}
-		return store.Wake
+		return store.Wake, fmt.Sprintf("the sweep read %s back from Bitbucket: posted again", cmp.Or(shown.State, "no status"))
 	}
 	if _, err := r.store.Accept(ctx, []store.Report{rep}, wake); err != nil {
 		r.log.Warn("sweep: making a status due again", "status", rep.StatusID, "error", err.Error())

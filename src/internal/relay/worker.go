@@ -154,18 +154,27 @@ func (r *Relay) post(row store.Row, deadline time.Time) {
 	default:
 		r.log.Warn("status not posted", append(attrs, "error", o.Error, "uncertain", o.Uncertain)...)
 	}
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer fcancel()
-	f, err := r.store.Finish(fctx, r.owner, row, o)
-	switch {
-	case err != nil:
-		// The lease expires and the row is tried again: at worst a second post.
-		r.log.Error("recording a post's outcome", "status", row.StatusID, "error", err.Error())
-	case f.Rearmed:
-		r.metrics.posts.WithLabelValues("rearmed", "none").Inc()
-		r.log.Warn("another post of this status happened while this one ran, which may have landed last: the newest state is posted again",
-			"status", row.StatusID)
-		r.nudge()
+	// Recorded while the lease lasts, trying again if the store fails for a
+	// moment (PostgreSQL restarting): a result not recorded leaves the
+	// status leased until its lease ends, then posted again.
+	leaseEnd := deadline.Add(r.cfg.lease / 5)
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, time.Second) {
+		fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		f, err := r.store.Finish(fctx, r.owner, row, o)
+		fcancel()
+		switch {
+		case err != nil && time.Now().Add(wait).Before(leaseEnd):
+			time.Sleep(wait)
+			continue
+		case err != nil:
+			r.log.Error("recording a post's outcome", "status", row.StatusID, "error", err.Error())
+		case f.Rearmed:
+			r.metrics.posts.WithLabelValues("rearmed", "none").Inc()
+			r.log.Warn("another post of this status happened while this one ran, which may have landed last: the newest state is posted again",
+				"status", row.StatusID)
+			r.nudge()
+		}
+		return
 	}
 }
 
@@ -200,6 +209,7 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		return store.Outcome{Done: true, Error: err.Error()}, serverUntried, attrs
 	}
 	attrs = append(attrs, "state", string(s.State), "key", s.Key)
+	tried := &store.Attempt{State: string(s.State), PipelineID: p.ID}
 	var posted bitbucket.Posted
 	if d.DataCenter != nil {
 		posted, err = d.DataCenter.Post(ctx, client, p.SHA, s)
@@ -212,32 +222,38 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		if posted.Notice != "" {
 			attrs = append(attrs, "notice", posted.Notice)
 		}
-		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID, ConfirmAfter: r.cfg.confirmAfter},
+		tried.Code = posted.StatusCode
+		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID, ConfirmAfter: r.cfg.confirmAfter, Attempt: tried},
 			serverAnswered, append(attrs, "code", posted.StatusCode)
 	}
 	var he *bitbucket.HTTPError
+	if errors.As(err, &he) {
+		tried.Code = he.StatusCode
+	}
 	switch {
-	case errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests:
+	case he != nil && he.StatusCode == http.StatusTooManyRequests:
 		until := r.pauseCredential(d.Credential, he.RetryAfter)
 		r.metrics.posts.WithLabelValues("retry", "429").Inc()
-		return store.Outcome{RetryAt: until, Error: rateLimited(he)}, serverAnswered, append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
+		return store.Outcome{RetryAt: until, Error: rateLimited(he), Attempt: tried}, serverAnswered,
+			append(attrs, "code", 429, "paused_until", until.Format(time.RFC3339))
 	case he != nil && he.StatusCode >= 500:
 		r.metrics.posts.WithLabelValues("retry", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: he.Error()}, serverFailed, append(attrs, "code", he.StatusCode)
+		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: he.Error(), Attempt: tried}, serverFailed,
+			append(attrs, "code", he.StatusCode)
 	case he != nil:
 		// 400, 401, 403, 404: refused for good, with what the job binary
 		// would say about it; the next event for the status tries again.
 		run := &config.Run{Cloud: d.Cloud, DataCenter: d.DataCenter, Commit: p.SHA, Status: s, Auth: client.Auth, Timeout: postTimeout,
 			From: config.Origins{Owner: d.Via, Slug: d.Via, Commit: "the pipeline's commit", Server: d.Via}}
 		r.metrics.posts.WithLabelValues("refused", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{Done: true, Error: explain.Failure(err, run, true)}, serverAnswered, append(attrs, "code", he.StatusCode)
+		return store.Outcome{Done: true, Error: explain.Failure(err, run, true), Attempt: tried}, serverAnswered, append(attrs, "code", he.StatusCode)
 	}
 	r.metrics.posts.WithLabelValues("retry", "none").Inc()
 	msg := err.Error()
 	if ctx.Err() != nil {
 		msg = "no answer before the post's deadline (its lease, or " + postTimeout.String() + "): " + msg
 	}
-	return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Uncertain: mayHaveArrived(err), Error: msg}, serverFailed, attrs
+	return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Uncertain: mayHaveArrived(err), Error: msg, Attempt: tried}, serverFailed, attrs
 }
 
 // mayHaveArrived reports whether a request that got no answer may still
@@ -277,7 +293,7 @@ func (r *Relay) reread(ctx context.Context, p gitlab.Pipeline) gitlab.Pipeline {
 // time to ask GitLab, and stores it there as a webhook would have.
 func (r *Relay) resolve(ctx context.Context, row store.Row, p gitlab.Pipeline) (store.Outcome, serverResult, []any) {
 	attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA}
-	changed, rep, err := r.accept(ctx, p)
+	changed, rep, err := r.accept(context.WithValue(ctx, viaContext{}, "resolved"), p)
 	var skip *skipError
 	var unresolved *unresolvedError
 	switch {

@@ -69,7 +69,30 @@ CREATE TABLE IF NOT EXISTS projects (
 	swept_at BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at BIGINT NOT NULL);
-INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`
+INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS history (
+	id BIGSERIAL PRIMARY KEY,
+	status_id TEXT NOT NULL,
+	at BIGINT NOT NULL,
+	kind TEXT NOT NULL,
+	pipeline_id BIGINT NOT NULL,
+	state TEXT NOT NULL,
+	source TEXT NOT NULL,
+	code INTEGER NOT NULL,
+	detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_status ON history (status_id, id);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
+CREATE TABLE IF NOT EXISTS server_minutes (server TEXT NOT NULL, minute BIGINT NOT NULL, posts INTEGER NOT NULL, failures INTEGER NOT NULL,
+	PRIMARY KEY (server, minute));
+CREATE TABLE IF NOT EXISTS server_failures (server TEXT PRIMARY KEY, at BIGINT NOT NULL, status_id TEXT NOT NULL, code INTEGER NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at BIGINT NOT NULL, projects INTEGER NOT NULL, queued INTEGER NOT NULL,
+	verified INTEGER NOT NULL, reposted INTEGER NOT NULL, replica TEXT NOT NULL);`
+
+// pgIndexes need the columns added after the first release.
+const pgIndexes = `
+CREATE INDEX IF NOT EXISTS statuses_commit ON statuses (commit_sha COLLATE "C");
+CREATE INDEX IF NOT EXISTS statuses_project ON statuses (project_path, updated_at);`
 
 // pgColumns came after the first release.
 var pgColumns = []column{
@@ -77,6 +100,8 @@ var pgColumns = []column{
 	{"statuses", "post_seq", "BIGINT NOT NULL DEFAULT 0"},
 	{"statuses", "uncertain", "BOOLEAN NOT NULL DEFAULT false"},
 	{"projects", "seen_at", "BIGINT NOT NULL DEFAULT 0"},
+	{"statuses", "commit_sha", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "project_path", "TEXT NOT NULL DEFAULT ''"},
 }
 
 // OpenPostgres connects to url (postgres://...; sslmode and the other
@@ -110,7 +135,8 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 				return err
 			}
 		}
-		return nil
+		_, err = conn.ExecContext(ctx, pgIndexes)
+		return err
 	}()
 	if err != nil {
 		db.Close()
@@ -183,7 +209,8 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 		return merge(ctx, statements{
 			get: func(ctx context.Context, id string) *sql.Row { return tx.QueryRowContext(ctx, pgGet, id) },
 			upsert: func(ctx context.Context, r Report) error {
-				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID)
+				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID,
+					r.Commit, r.ProjectPath)
 				return err
 			},
 			rearm: func(ctx context.Context, id string) error {
@@ -194,6 +221,7 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 				_, err := tx.ExecContext(ctx, pgProject, r.ProjectID, r.ProjectPath)
 				return err
 			},
+			exec: tx.ExecContext, dialect: postgresSQL,
 		}, reports, keep, &s.projects, changed)
 	})
 	if err != nil {
@@ -224,9 +252,49 @@ func (s *Postgres) Claim(ctx context.Context, c Claim) ([]Row, error) {
 	return collectRows(s.work.QueryContext(ctx, pgClaimSQL, c.Owner, c.Lease.Milliseconds(), skipList(c.Skip), c.Limit))
 }
 
-// Finish implements Store.
+// Finish implements Store, in one transaction.
 func (s *Postgres) Finish(ctx context.Context, owner string, row Row, o Outcome) (Finished, error) {
-	return finish(ctx, s.work.ExecContext, postgresSQL, owner, row, o)
+	tx, err := s.work.BeginTx(ctx, nil)
+	if err != nil {
+		return Finished{}, err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	f, err := finish(ctx, tx.ExecContext, postgresSQL, owner, row, o)
+	if err != nil {
+		return Finished{}, err
+	}
+	return f, tx.Commit()
+}
+
+// RecordSweep implements Store.
+func (s *Postgres) RecordSweep(ctx context.Context, sw Sweep) error {
+	_, err := s.db.ExecContext(ctx, postgresSQL.sql(sweepSQL), sweepArgs(sw)...)
+	return err
+}
+
+// Overview implements Store.
+func (s *Postgres) Overview(ctx context.Context, since time.Time) (Overview, error) {
+	return overview(ctx, s.db, postgresSQL, since)
+}
+
+// Find implements Store.
+func (s *Postgres) Find(ctx context.Context, f Find) ([]Found, int, error) {
+	return find(ctx, s.db, postgresSQL, f)
+}
+
+// OpenPostgresReader connects to read the store only (bitbucket-status-relay
+// status): nothing is created or migrated.
+func OpenPostgresReader(ctx context.Context, url string) (*Postgres, error) {
+	db, err := sql.Open("pgx", withParam(url, "default_transaction_read_only", "on"))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(2)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Postgres{db: db, url: url}, nil
 }
 
 // Stats implements Store.
@@ -300,7 +368,9 @@ func (s *Postgres) Close() error {
 		s.leader.Close()
 	}
 	s.leaderMu.Unlock()
-	s.batch.close()
-	s.work.Close()
+	if s.batch != nil {
+		s.batch.close()
+		s.work.Close()
+	}
 	return s.db.Close()
 }

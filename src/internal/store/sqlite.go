@@ -53,7 +53,30 @@ CREATE TABLE IF NOT EXISTS projects (
 	swept_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at INTEGER NOT NULL);
-INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`
+INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS history (
+	id INTEGER PRIMARY KEY,
+	status_id TEXT NOT NULL,
+	at INTEGER NOT NULL,
+	kind TEXT NOT NULL,
+	pipeline_id INTEGER NOT NULL,
+	state TEXT NOT NULL,
+	source TEXT NOT NULL,
+	code INTEGER NOT NULL,
+	detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_status ON history (status_id, id);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
+CREATE TABLE IF NOT EXISTS server_minutes (server TEXT NOT NULL, minute INTEGER NOT NULL, posts INTEGER NOT NULL, failures INTEGER NOT NULL,
+	PRIMARY KEY (server, minute));
+CREATE TABLE IF NOT EXISTS server_failures (server TEXT PRIMARY KEY, at INTEGER NOT NULL, status_id TEXT NOT NULL, code INTEGER NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, projects INTEGER NOT NULL, queued INTEGER NOT NULL,
+	verified INTEGER NOT NULL, reposted INTEGER NOT NULL, replica TEXT NOT NULL);`
+
+// sqliteIndexes need the columns added after the first release.
+const sqliteIndexes = `
+CREATE INDEX IF NOT EXISTS statuses_commit ON statuses (commit_sha);
+CREATE INDEX IF NOT EXISTS statuses_project ON statuses (project_path, updated_at);`
 
 // sqliteColumns came after the first release.
 var sqliteColumns = []column{
@@ -61,6 +84,8 @@ var sqliteColumns = []column{
 	{"statuses", "post_seq", "INTEGER NOT NULL DEFAULT 0"},
 	{"statuses", "uncertain", "INTEGER NOT NULL DEFAULT 0"},
 	{"projects", "seen_at", "INTEGER NOT NULL DEFAULT 0"},
+	{"statuses", "commit_sha", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "project_path", "TEXT NOT NULL DEFAULT ''"},
 }
 
 // OpenSQLite opens (or creates) the store in dir. Leases left by a
@@ -102,6 +127,9 @@ func openSQLite(ctx context.Context, dir, driverName string) (*SQLite, error) {
 			}
 		}
 	}
+	if _, err := db.ExecContext(ctx, sqliteIndexes); err != nil {
+		return fail(err)
+	}
 	if _, err := db.ExecContext(ctx, `UPDATE statuses SET lease_owner = '', lease_until = 0 WHERE lease_owner <> ''`); err != nil {
 		return fail(err)
 	}
@@ -138,7 +166,8 @@ func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]boo
 		return merge(ctx, statements{
 			get: func(ctx context.Context, id string) *sql.Row { return get.QueryRowContext(ctx, id) },
 			upsert: func(ctx context.Context, r Report) error {
-				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID)
+				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID,
+					r.Commit, r.ProjectPath)
 				return err
 			},
 			rearm: func(ctx context.Context, id string) error {
@@ -149,6 +178,7 @@ func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]boo
 				_, err := project.ExecContext(ctx, r.ProjectID, r.ProjectPath)
 				return err
 			},
+			exec: tx.ExecContext, dialect: sqliteSQL,
 		}, reports, keep, &s.projects, changed)
 	})
 	if err != nil {
@@ -241,8 +271,47 @@ func (s *SQLite) Ping(ctx context.Context) error {
 	})
 }
 
+// RecordSweep implements Store.
+func (s *SQLite) RecordSweep(ctx context.Context, sw Sweep) error {
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqliteSQL.sql(sweepSQL), sweepArgs(sw)...)
+		return err
+	})
+}
+
+// Overview implements Store.
+func (s *SQLite) Overview(ctx context.Context, since time.Time) (Overview, error) {
+	return overview(ctx, s.db, sqliteSQL, since)
+}
+
+// Find implements Store.
+func (s *SQLite) Find(ctx context.Context, f Find) ([]Found, int, error) {
+	return find(ctx, s.db, sqliteSQL, f)
+}
+
+// OpenSQLiteReader opens the store in dir to read it only, beside a relay
+// that runs on it (bitbucket-status-relay status): nothing is created,
+// migrated or released.
+func OpenSQLiteReader(ctx context.Context, dir string) (*SQLite, error) {
+	path := filepath.Join(dir, "relay.db")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no relay store in %s: %w", dir, err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return &SQLite{db: db}, nil
+}
+
 // Close implements Store.
 func (s *SQLite) Close() error {
-	s.batch.close()
+	if s.batch != nil {
+		s.batch.close()
+	}
 	return s.db.Close()
 }

@@ -42,6 +42,11 @@ type Report struct {
 	// for the sweep; 0 for none.
 	ProjectID   int64
 	ProjectPath string
+	// Commit is the commit the status is on, for the operator's search.
+	Commit string
+	// Source says where the event came from (the pipeline's source, and
+	// whether a webhook or the sweep brought it), for the status's history.
+	Source string
 }
 
 // Row is a status as stored.
@@ -70,6 +75,9 @@ type Row struct {
 	// store's clock from the moment it was claimed: no request for it may
 	// start later than that.
 	LeaseLeft time.Duration
+	// LeaseOwner names the replica posting it now, if one is.
+	LeaseOwner string
+	UpdatedAt  time.Time
 }
 
 // Decision is what keep makes of an incoming report.
@@ -86,9 +94,9 @@ const (
 )
 
 // Keep decides what an incoming report does to the stored one (nil when
-// there is none). The relay's ordering rules live in the function, not in
-// the store.
-type Keep func(current *Row, incoming Report) Decision
+// there is none), and says why in a few words for the status's history.
+// The relay's ordering rules live in the function, not in the store.
+type Keep func(current *Row, incoming Report) (Decision, string)
 
 // Claim asks for due rows.
 type Claim struct {
@@ -120,6 +128,17 @@ type Outcome struct {
 	PostedState    string
 	PostedPipeline int64
 	Error          string
+	// Attempt describes the request made to Bitbucket, if one was: it goes
+	// into the status's history and its server's counts.
+	Attempt *Attempt
+}
+
+// Attempt is one request to Bitbucket: the state and pipeline it carried
+// and the answer's code (0 for none).
+type Attempt struct {
+	State      string
+	PipelineID int64
+	Code       int
 }
 
 // posted says whether the outcome changed what Bitbucket shows.
@@ -139,6 +158,72 @@ type Project struct {
 	ID      int64
 	Path    string
 	SweptAt time.Time
+}
+
+// Entry is one line of a status's history: an event received or a post
+// made. Each status keeps its last HistoryLength.
+type Entry struct {
+	At time.Time
+	// Kind is "event" or "post".
+	Kind       string
+	PipelineID int64
+	State      string
+	// Source is an event's (push, web, parent_pipeline; via the sweep).
+	Source string
+	// Code is a post's answer code, 0 for none.
+	Code int
+	// Detail is what an event did to the status, or why a post failed.
+	Detail string
+}
+
+// HistoryLength is how many entries a status keeps.
+const HistoryLength = 20
+
+// Sweep is the last sweep's summary.
+type Sweep struct {
+	At                                   time.Time
+	Projects, Queued, Verified, Reposted int
+	Replica                              string
+}
+
+// Minute is one server's posts and failures in one minute.
+type Minute struct {
+	Server          string
+	At              time.Time
+	Posts, Failures int
+}
+
+// Failure is the last failed post to a server.
+type Failure struct {
+	Server   string
+	At       time.Time
+	StatusID string
+	Code     int
+	Detail   string
+}
+
+// Overview is what the operator's page shows first.
+type Overview struct {
+	Stats
+	LastSweep *Sweep
+	// Minutes since the time asked, per server; failures, the last per server.
+	Minutes  []Minute
+	Failures []Failure
+}
+
+// Find asks for statuses by commit (a full hash or a prefix of at least 7
+// hex digits) or GitLab project path, newest change first.
+type Find struct {
+	Commit, Project string
+	Limit           int
+	// History is how many of each status's entries to read.
+	History int
+}
+
+// Found is one status found, with its history, newest first.
+type Found struct {
+	Row
+	History []Entry
 }
 
 // Stats is what the metrics show.
@@ -184,6 +269,13 @@ type Store interface {
 	Lead(ctx context.Context) (bool, error)
 	// Ping commits a small write: the store answers and can write.
 	Ping(ctx context.Context) error
+	// RecordSweep keeps the last sweep's summary.
+	RecordSweep(ctx context.Context, s Sweep) error
+	// Overview reads the backlog, the last sweep, and each server's posts
+	// and failures per minute since.
+	Overview(ctx context.Context, since time.Time) (Overview, error)
+	// Find reads statuses and their history; total is how many match.
+	Find(ctx context.Context, f Find) (found []Found, total int, err error)
 	Close() error
 }
 
@@ -207,6 +299,8 @@ func (c *projectCache) isNew(r Report) bool {
 // and {false}, and ? placeholders.
 type dialect struct {
 	now, yes, no string
+	// collate makes text compare byte by byte, as the commit index does.
+	collate string
 	// numbered: $1, $2, ... instead of ?.
 	numbered bool
 }
@@ -217,7 +311,7 @@ const stableNow = `(extract(epoch from now()) * 1000)::bigint`
 
 var (
 	sqliteSQL   = dialect{now: `CAST(unixepoch('subsec') * 1000 AS INTEGER)`, yes: "1", no: "0"}
-	postgresSQL = dialect{now: `(extract(epoch from clock_timestamp()) * 1000)::bigint`, yes: "true", no: "false", numbered: true}
+	postgresSQL = dialect{now: `(extract(epoch from clock_timestamp()) * 1000)::bigint`, yes: "true", no: "false", numbered: true, collate: `COLLATE "C"`}
 )
 
 func (d dialect) sql(q string) string {
@@ -241,12 +335,13 @@ func (d dialect) sql(q string) string {
 // The statements both backends share.
 const (
 	rowColumns = `id, credential, server, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at,
-	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain`
+	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain, commit_sha, project_path, lease_owner, updated_at`
 	getSQL    = `SELECT ` + rowColumns + `, 0 FROM statuses WHERE id = ?`
 	upsertSQL = `
-INSERT INTO statuses (id, credential, server, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
+INSERT INTO statuses (id, credential, server, pipeline_id, state, final, finished_at, body, project_id, commit_sha, project_path, version, pending, accepted_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
 ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, server = excluded.server, pipeline_id = excluded.pipeline_id,
+	commit_sha = excluded.commit_sha, project_path = excluded.project_path,
 	state = excluded.state, final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
 	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending THEN statuses.accepted_at ELSE excluded.accepted_at END,
 	pending = {true}, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`
@@ -282,6 +377,20 @@ WHERE id = ? AND lease_owner = ?`
 	pruneAbandonedSQL = `DELETE FROM statuses WHERE pending = {true} AND accepted_at < {now} - ? AND lease_until < {now}`
 	pruneProjectsSQL  = `DELETE FROM projects WHERE seen_at < {now} - ? AND NOT EXISTS (SELECT 1 FROM statuses WHERE project_id = projects.id)`
 	pingSQL           = `UPDATE health SET checked_at = {now} WHERE id = 1`
+
+	historySQL = `INSERT INTO history (status_id, at, kind, pipeline_id, state, source, code, detail) VALUES (?, {now}, ?, ?, ?, ?, ?, ?)`
+	// trimSQL keeps a status's last HistoryLength entries.
+	trimSQL = `DELETE FROM history WHERE status_id = ? AND id < (
+	SELECT min(id) FROM (SELECT id FROM history WHERE status_id = ? ORDER BY id DESC LIMIT 20) AS kept)`
+	minuteSQL = `INSERT INTO server_minutes (server, minute, posts, failures) VALUES (?, {now} / 60000, 1, ?)
+ON CONFLICT (server, minute) DO UPDATE SET posts = server_minutes.posts + 1, failures = server_minutes.failures + excluded.failures`
+	failureSQL = `INSERT INTO server_failures (server, at, status_id, code, detail) VALUES (?, {now}, ?, ?, ?)
+ON CONFLICT (server) DO UPDATE SET at = excluded.at, status_id = excluded.status_id, code = excluded.code, detail = excluded.detail`
+	sweepSQL = `INSERT INTO sweeps (id, at, projects, queued, verified, reposted, replica) VALUES (1, {now}, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET at = excluded.at, projects = excluded.projects, queued = excluded.queued, verified = excluded.verified,
+	reposted = excluded.reposted, replica = excluded.replica`
+	pruneHistorySQL = `DELETE FROM history WHERE at < {now} - ?`
+	pruneMinutesSQL = `DELETE FROM server_minutes WHERE minute < ({now} - ?) / 60000`
 )
 
 // skipList is Claim.Skip as one parameter: "|a|b|".
@@ -299,10 +408,13 @@ type statements struct {
 	upsert  func(ctx context.Context, r Report) error
 	rearm   func(ctx context.Context, id string) error
 	project func(ctx context.Context, r Report) error
+	exec    func(ctx context.Context, query string, args ...any) (sql.Result, error)
+	dialect dialect
 }
 
 // merge is Accept's work within a transaction, the same for every backend:
-// each report is given to keep beside its stored row, and written as kept.
+// each report is given to keep beside its stored row, written as kept, and
+// noted in the status's history whatever keep decided.
 func merge(ctx context.Context, st statements, reports []Report, keep Keep, projects *projectCache, changed []bool) error {
 	for i, r := range reports {
 		cur, err := scanRow(st.get(ctx, r.StatusID))
@@ -312,16 +424,25 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 		if err != nil {
 			return err
 		}
-		switch keep(cur, r) {
-		case Ignore:
-			continue
+		decision, why := keep(cur, r)
+		switch decision {
 		case Wake:
 			err = st.rearm(ctx, r.StatusID)
-		default:
+		case Replace:
 			err = st.upsert(ctx, r)
 		}
 		if err != nil {
 			return err
+		}
+		if cur != nil || decision != Ignore {
+			// A status that does not exist has no history to add to.
+			if err := addHistory(ctx, st.exec, st.dialect, r.StatusID, Entry{Kind: "event", PipelineID: r.PipelineID, State: r.State,
+				Source: r.Source, Detail: why}); err != nil {
+				return err
+			}
+		}
+		if decision == Ignore {
+			continue
 		}
 		changed[i] = true
 		if projects.isNew(r) {
@@ -331,6 +452,30 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 		}
 	}
 	return nil
+}
+
+// addHistory adds an entry to a status's history and drops what is past
+// HistoryLength.
+func addHistory(ctx context.Context, exec execFunc, d dialect, id string, e Entry) error {
+	if _, err := exec(ctx, d.sql(historySQL), id, e.Kind, e.PipelineID, e.State, e.Source, e.Code, cut(e.Detail, 2000)); err != nil {
+		return err
+	}
+	_, err := exec(ctx, d.sql(trimSQL), id, id)
+	return err
+}
+
+// execFunc runs a statement: a *sql.Tx's or a *sql.DB's ExecContext.
+type execFunc func(ctx context.Context, query string, args ...any) (sql.Result, error)
+
+// cut keeps s to n bytes, on a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
 }
 
 // finishArgs are finishDoneSQL's and finishRetrySQL's arguments.
@@ -347,11 +492,11 @@ func finishArgs(owner string, row Row, o Outcome) []any {
 	return []any{attempted, row.Version, max(time.Until(o.RetryAt).Milliseconds(), 0), o.Uncertain, o.Error, row.StatusID, owner}
 }
 
-// finish records an outcome with exec (a backend's way to run a statement)
-// and, when the row moved on during a post that may have reached
-// Bitbucket, rearms it so the newest state is posted after it.
-func finish(ctx context.Context, exec func(ctx context.Context, query string, args ...any) (sql.Result, error), d dialect,
-	owner string, row Row, o Outcome) (Finished, error) {
+// finish records an outcome with exec (a backend's way to run a statement
+// within one transaction) and, when the row moved on during a post that
+// may have reached Bitbucket, rearms it so the newest state is posted after
+// it. A request made goes into the status's history and its server's counts.
+func finish(ctx context.Context, exec execFunc, d dialect, owner string, row Row, o Outcome) (Finished, error) {
 	query := finishRetrySQL
 	if o.Done {
 		query = finishDoneSQL
@@ -360,8 +505,30 @@ func finish(ctx context.Context, exec func(ctx context.Context, query string, ar
 	if err != nil {
 		return Finished{}, err
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 || !(o.posted() || o.Uncertain) {
+	n, err := res.RowsAffected()
+	if err != nil {
 		return Finished{}, err
+	}
+	if a := o.Attempt; a != nil {
+		failed := 0
+		if o.PostedState == "" {
+			failed = 1
+		}
+		if err := addHistory(ctx, exec, d, row.StatusID, Entry{Kind: "post", PipelineID: a.PipelineID, State: a.State, Code: a.Code,
+			Detail: o.Error}); err != nil {
+			return Finished{}, err
+		}
+		if _, err := exec(ctx, d.sql(minuteSQL), row.Server, failed); err != nil {
+			return Finished{}, err
+		}
+		if failed == 1 {
+			if _, err := exec(ctx, d.sql(failureSQL), row.Server, row.StatusID, a.Code, cut(o.Error, 2000)); err != nil {
+				return Finished{}, err
+			}
+		}
+	}
+	if n == 1 || !(o.posted() || o.Uncertain) {
+		return Finished{}, nil
 	}
 	if _, err := exec(ctx, d.sql(rearmSQL), o.Uncertain, row.StatusID); err != nil {
 		return Finished{}, err
@@ -369,17 +536,24 @@ func finish(ctx context.Context, exec func(ctx context.Context, query string, ar
 	return Finished{Rearmed: true}, nil
 }
 
-// prune runs the three deletes of Prune.
-func prune(ctx context.Context, exec func(ctx context.Context, query string, args ...any) (sql.Result, error), d dialect,
-	retention time.Duration) (Pruned, error) {
+// minuteKeep is how long the per-minute counts of posts are kept.
+const minuteKeep = 24 * time.Hour
+
+// prune runs the deletes of Prune.
+func prune(ctx context.Context, exec execFunc, d dialect, retention time.Duration) (Pruned, error) {
 	var p Pruned
 	for _, step := range []struct {
 		query string
+		arg   time.Duration
 		count *int
-	}{{prunePostedSQL, &p.Posted}, {pruneAbandonedSQL, &p.Abandoned}, {pruneProjectsSQL, &p.Projects}} {
-		res, err := exec(ctx, d.sql(step.query), retention.Milliseconds())
+	}{{prunePostedSQL, retention, &p.Posted}, {pruneAbandonedSQL, retention, &p.Abandoned}, {pruneProjectsSQL, retention, &p.Projects},
+		{pruneHistorySQL, retention, nil}, {pruneMinutesSQL, minuteKeep, nil}} {
+		res, err := exec(ctx, d.sql(step.query), step.arg.Milliseconds())
 		if err != nil {
 			return p, err
+		}
+		if step.count == nil {
+			continue
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
@@ -409,13 +583,13 @@ type scanner interface{ Scan(...any) error }
 // scanRow reads rowColumns and, last, the lease left in milliseconds.
 func scanRow(sc scanner) (*Row, error) {
 	var r Row
-	var finished, accepted, next, leaseLeft int64
+	var finished, accepted, next, updated, leaseLeft int64
 	if err := sc.Scan(&r.StatusID, &r.Credential, &r.Server, &r.PipelineID, &r.State, &r.Final, &finished, &r.Body, &r.ProjectID,
 		&r.Version, &r.Pending, &accepted, &r.Attempts, &next, &r.PostedState, &r.PostedPipeline, &r.PostSeq, &r.LastError,
-		&r.Uncertain, &leaseLeft); err != nil {
+		&r.Uncertain, &r.Commit, &r.ProjectPath, &r.LeaseOwner, &updated, &leaseLeft); err != nil {
 		return nil, err
 	}
-	r.FinishedAt, r.AcceptedAt, r.NextAttempt = fromMS(finished), fromMS(accepted), fromMS(next)
+	r.FinishedAt, r.AcceptedAt, r.NextAttempt, r.UpdatedAt = fromMS(finished), fromMS(accepted), fromMS(next), fromMS(updated)
 	r.LeaseLeft = time.Duration(leaseLeft) * time.Millisecond
 	return &r, nil
 }

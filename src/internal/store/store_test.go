@@ -80,19 +80,19 @@ func each(t *testing.T, test func(t *testing.T, s Store)) {
 	}
 }
 
-func always(*Row, Report) Decision { return Replace }
+func always(*Row, Report) (Decision, string) { return Replace, "taken" }
 
 // newer keeps the newest pipeline, as the relay's rule does.
-func newer(cur *Row, in Report) Decision {
+func newer(cur *Row, in Report) (Decision, string) {
 	if cur == nil || in.PipelineID > cur.PipelineID {
-		return Replace
+		return Replace, "newer"
 	}
-	return Ignore
+	return Ignore, "older"
 }
 
 func report(id string, pipeline int64, state string) Report {
 	return Report{StatusID: id, Credential: "default", Server: "https://api.bitbucket.org/2.0", PipelineID: pipeline, State: state,
-		Body: []byte(`{"p":` + fmt.Sprint(pipeline) + `}`), ProjectID: 42, ProjectPath: "acme/widgets"}
+		Body: []byte(`{"p":` + fmt.Sprint(pipeline) + `}`), ProjectID: 42, ProjectPath: "acme/widgets", Commit: fmt.Sprintf("%040x", len(id)), Source: "push"}
 }
 
 // dbOf is a store's database, for tests that look behind the interface.
@@ -113,6 +113,8 @@ func later(t *testing.T, s Store, d time.Duration) {
 	for _, q := range []string{
 		"UPDATE statuses SET " + strings.Join([]string{back("lease_until"), back("next_attempt_at"), back("accepted_at"), back("updated_at")}, ", "),
 		"UPDATE projects SET " + back("seen_at"),
+		"UPDATE history SET " + back("at"),
+		"UPDATE server_minutes SET minute = minute - " + fmt.Sprint(d.Milliseconds()/60000),
 	} {
 		if _, err := dbOf(s).Exec(q); err != nil {
 			t.Fatal(err)
@@ -155,9 +157,9 @@ func TestAcceptAndKeep(t *testing.T) {
 			t.Fatalf("%v %v", changed, err)
 		}
 		var seen *Row
-		changed, err = s.Accept(ctx, []Report{report("a", 2, "SUCCESSFUL")}, func(cur *Row, in Report) Decision {
+		changed, err = s.Accept(ctx, []Report{report("a", 2, "SUCCESSFUL")}, func(cur *Row, in Report) (Decision, string) {
 			seen = cur
-			return Ignore
+			return Ignore, "ignored"
 		})
 		if err != nil || changed[0] || seen == nil || seen.PipelineID != 1 || seen.State != "INPROGRESS" || seen.Version != 1 || !seen.Pending ||
 			seen.Server != "https://api.bitbucket.org/2.0" {
@@ -178,7 +180,7 @@ func TestAcceptAndKeep(t *testing.T) {
 		if r := get(t, s, "a"); r.Pending {
 			t.Fatalf("%+v", r)
 		}
-		wake := func(*Row, Report) Decision { return Wake }
+		wake := func(*Row, Report) (Decision, string) { return Wake, "woken" }
 		if changed, err := s.Accept(ctx, []Report{report("a", 2, "INPROGRESS")}, wake); err != nil || !changed[0] {
 			t.Fatalf("%v %v", changed, err)
 		}
