@@ -37,6 +37,7 @@ type Env struct {
 	ReadBudget       int64  `env:"BITBUCKET_RELAY_READ_BUDGET, default=33554432" help:"Bytes of webhook bodies over 256 KiB read at once over all requests, and read per second (32 MiB), beside 8 MiB kept for smaller bodies; past it a request gets 503 with Retry-After. Bounds the memory and CPU that bodies read to check a signature can take."`
 	MirrorWorkspaces string `env:"BITBUCKET_RELAY_MIRROR_WORKSPACES" help:"With GITLAB_TOKEN: the Bitbucket Cloud workspaces (space- or comma-separated) a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
 	MirrorProjects   string `env:"BITBUCKET_RELAY_MIRROR_PROJECTS" help:"With GITLAB_TOKEN and BITBUCKET_SERVER_URL: the Data Center project keys a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
+	StatusToken      string `env:"BITBUCKET_RELAY_STATUS_TOKEN" help:"Turns on the status page (GET /status): a browser gives it as the password of HTTP Basic, with any user name. Not the webhook's token. Unset: /status answers 404."`
 	VerifyPerHour    int    `env:"BITBUCKET_RELAY_VERIFY_PER_HOUR, default=100" help:"With GITLAB_TOKEN: how many statuses per credential and hour the sweep reads back from Bitbucket, to post again one that shows something else; 0 turns it off. Counts against Bitbucket Cloud's 1,000 requests an hour."`
 
 	AccessToken       string `env:"BITBUCKET_ACCESS_TOKEN" help:"The default credential: an access token (Bearer) or, with BITBUCKET_USERNAME, an API token or password (Basic)."`
@@ -80,7 +81,9 @@ type Config struct {
 	// ReadBudget bounds the webhook bodies being read at once.
 	ReadBudget    int64
 	VerifyPerHour int
-	GitLab        *gitlab.Client // nil without GITLAB_TOKEN
+	// StatusToken guards the status page; empty: no page.
+	StatusToken string
+	GitLab      *gitlab.Client // nil without GITLAB_TOKEN
 	// Credentials by name; "default" is the BITBUCKET_* variables' (absent
 	// when they are not set).
 	Credentials map[string]bitbucket.Auth
@@ -163,6 +166,15 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 		c.Secrets = append(c.Secrets, e.SigningToken)
 	}
 	c.Secrets = append(c.Secrets, c.WebhookToken)
+	if c.StatusToken = strings.TrimSpace(e.StatusToken); c.StatusToken != "" {
+		if c.StatusToken == c.WebhookToken || c.StatusToken == strings.TrimSpace(e.SigningToken) {
+			return nil, errors.New("BITBUCKET_RELAY_STATUS_TOKEN is the webhook's token: give the status page a token of its own, so one cannot be used for the other")
+		}
+		if len(c.StatusToken) < 16 {
+			return nil, errors.New("BITBUCKET_RELAY_STATUS_TOKEN is shorter than 16 characters: use a long random one (openssl rand -hex 24)")
+		}
+		c.Secrets = append(c.Secrets, c.StatusToken)
+	}
 	var err error
 	if c.Sweep, err = time.ParseDuration(e.Sweep); err != nil || c.Sweep < 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_SWEEP_INTERVAL is %q: use a duration such as 10m, or 0 to turn the sweep off", e.Sweep)

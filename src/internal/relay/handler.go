@@ -15,13 +15,18 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 )
 
-// Handler serves POST /webhook, /healthz, /readyz and /metrics.
+// Handler serves POST /webhook, /healthz, /readyz, /metrics and, with
+// BITBUCKET_RELAY_STATUS_TOKEN, the status page.
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /webhook", r.webhook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", r.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}))
+	if r.cfg.StatusToken != "" {
+		// Off unless configured: without the token these paths are 404.
+		r.statusPages(mux)
+	}
 	return mux
 }
 

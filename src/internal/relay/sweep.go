@@ -140,6 +140,10 @@ func (r *Relay) sweepOnce(ctx context.Context) {
 	}
 	r.metrics.sweeps.WithLabelValues("ok").Inc()
 	r.log.Info("sweep done", "projects", len(projects), "queued", queued, "verified", verified, "posted_again", reposted)
+	if err := r.store.RecordSweep(ctx, store.Sweep{Projects: len(projects), Queued: queued, Verified: verified, Reposted: reposted,
+		Replica: r.owner}); err != nil {
+		r.log.Warn("sweep: recording its summary", "error", err.Error())
+	}
 }
 
 type pipelineAt struct {

@@ -14,8 +14,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relay"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relaystatus"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
 
@@ -44,7 +46,7 @@ type usageError struct{ error }
 func (p *Program) Run(ctx context.Context, args []string) int {
 	secrets := &redact.Set{}
 	for _, name := range []string{"BITBUCKET_ACCESS_TOKEN", "BITBUCKET_OAUTH_CLIENT_SECRET", "BITBUCKET_RELAY_WEBHOOK_TOKEN",
-		"BITBUCKET_RELAY_SIGNING_TOKEN", "GITLAB_TOKEN"} {
+		"BITBUCKET_RELAY_SIGNING_TOKEN", "GITLAB_TOKEN", "BITBUCKET_RELAY_STATUS_TOKEN"} {
 		secrets.Add(p.Env[name])
 		secrets.Add(strings.TrimSpace(p.Env[name]))
 	}
@@ -72,6 +74,13 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 			{Name: "check", Usage: "check the configuration and every route's credential; post nothing", Action: func(c *cli.Context) error {
 				return p.check(c.Context, secrets, stdout, stderr)
 			}},
+			{Name: "status", Usage: "what the relay holds and did: the overview, or one commit's or project's statuses",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "commit", Usage: "a commit's statuses (a full or short hash)"},
+					&cli.StringFlag{Name: "project", Usage: "a GitLab project's statuses (group/project)"},
+					&cli.BoolFlag{Name: "json", Usage: "JSON, for scripts"},
+				},
+				Action: func(c *cli.Context) error { return p.status(c, stdout) }},
 			{Name: "version", Usage: "print the version", Action: func(*cli.Context) error {
 				fmt.Fprintf(stdout, "bitbucket-status-relay %s\n", p.Version)
 				return nil
@@ -164,6 +173,70 @@ func (p *Program) check(ctx context.Context, secrets *redact.Set, stdout, stderr
 	return nil
 }
 
+// status prints the overview, or a search, read from the store directly
+// (as a kubectl exec into a replica would): any replica's store is the
+// whole picture; what lives in one replica's memory is not shown.
+func (p *Program) status(c *cli.Context, stdout io.Writer) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Errorf("status takes no arguments, got %q: use --commit SHA or --project PATH", strings.Join(c.Args().Slice(), " "))}
+	}
+	commit, project := c.String("commit"), c.String("project")
+	if commit != "" && project != "" {
+		return usageError{errors.New("give --commit or --project, not both")}
+	}
+	e, err := relay.LoadEnv(c.Context, p.Env)
+	if err != nil {
+		return usageError{err}
+	}
+	st, err := openReader(c.Context, e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now()
+	if commit == "" && project == "" {
+		o, err := relaystatus.ReadOverview(c.Context, st, now, nil)
+		if err != nil {
+			return fmt.Errorf("reading the store: %w", err)
+		}
+		if c.Bool("json") {
+			return relaystatus.WriteJSON(stdout, o)
+		}
+		return o.WriteText(stdout)
+	}
+	q := commit + project
+	if commit != "" && !pipeline.IsCommitHash(commit) {
+		return usageError{fmt.Errorf("--commit %q is not a commit hash: give 7 to 64 hex digits", commit)}
+	}
+	if project != "" && !strings.Contains(project, "/") {
+		return usageError{fmt.Errorf("--project %q is not a GitLab project path: give group/project", project)}
+	}
+	r, err := relaystatus.Search(c.Context, st, q, now, nil)
+	if err != nil {
+		return fmt.Errorf("reading the store: %w", err)
+	}
+	if c.Bool("json") {
+		return relaystatus.WriteJSON(stdout, r)
+	}
+	return r.WriteText(stdout, now)
+}
+
+// openReader opens the store the relay's variables name, to read only.
+func openReader(ctx context.Context, e relay.Env) (store.Store, error) {
+	if url := strings.TrimSpace(e.DatabaseURL); url != "" {
+		st, err := store.OpenPostgresReader(ctx, url)
+		if err != nil {
+			return nil, fmt.Errorf("opening the PostgreSQL store (BITBUCKET_RELAY_DATABASE_URL): %w", err)
+		}
+		return st, nil
+	}
+	st, err := store.OpenSQLiteReader(ctx, e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (BITBUCKET_RELAY_DATA is %q; in the image, /data)", err, e.Data)
+	}
+	return st, nil
+}
+
 func helpText() string {
 	var b strings.Builder
 	b.WriteString(`bitbucket-status-relay: GitLab pipeline webhooks in, Bitbucket build statuses out.
@@ -171,9 +244,12 @@ func helpText() string {
 Usage:
   bitbucket-status-relay serve     accept webhooks on POST /webhook and post statuses
   bitbucket-status-relay check     check the configuration and every route's credential; post nothing
+  bitbucket-status-relay status [--commit SHA | --project PATH] [--json]
+                                   what the relay holds and did, read from its store
   bitbucket-status-relay version   print the version
 
-Endpoints: POST /webhook, GET /healthz (alive), GET /readyz (store usable, not shutting down), GET /metrics.
+Endpoints: POST /webhook, GET /healthz (alive), GET /readyz (store usable, not shutting down), GET /metrics,
+and with BITBUCKET_RELAY_STATUS_TOKEN, GET /status (the status page).
 
 Environment (an empty variable counts as unset):
 `)
