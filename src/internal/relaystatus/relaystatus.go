@@ -22,8 +22,8 @@ import (
 // Local is what one replica alone knows.
 type Local struct {
 	// Replica names the replica that answered.
-	Replica string          `json:"replica"`
-	Servers []LocalServer   `json:"servers"`
+	Replica string            `json:"replica"`
+	Servers []LocalServer     `json:"servers"`
 	Pauses  []CredentialPause `json:"pauses"`
 }
 
@@ -139,12 +139,12 @@ type Status struct {
 	State    string `json:"state"`
 	Pending  bool   `json:"pending"`
 	// PostedState and PostedPipeline are what Bitbucket was last given.
-	PostedState    string       `json:"posted_state"`
-	PostedPipeline int64        `json:"posted_pipeline"`
-	LastError      string       `json:"last_error,omitempty"`
-	Attempts       int          `json:"attempts"`
-	UpdatedAt      time.Time    `json:"updated_at"`
-	Waiting        string       `json:"waiting"`
+	PostedState    string        `json:"posted_state"`
+	PostedPipeline int64         `json:"posted_pipeline"`
+	LastError      string        `json:"last_error,omitempty"`
+	Attempts       int           `json:"attempts"`
+	UpdatedAt      time.Time     `json:"updated_at"`
+	Waiting        string        `json:"waiting"`
 	History        []store.Entry `json:"history"`
 }
 

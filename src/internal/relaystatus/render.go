@@ -202,4 +202,3 @@ func plotOf(points []Point) Plot {
 	}
 	return p
 }
-
