@@ -9,7 +9,7 @@ DATA="$ROOT/.ci/testdata"
 TOOLS="${BITBUCKET_STATUS_TOOLS:-$HOME/.cache/bitbucket-status-ci}"
 export PATH="$TOOLS/bin:$TOOLS/node22/node_modules/.bin:$TOOLS/gcl/node_modules/.bin:$TOOLS/prism/node_modules/.bin:$TOOLS/js/node_modules/.bin:$PATH"
 export GOTOOLCHAIN=local
-export JS_TOOLS="$TOOLS/js"
+export JS_TOOLS="$TOOLS/js" BROWSER_TOOLS="$TOOLS/browser"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -18,15 +18,17 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # net/http (one request needs neither); together 390 KB less binary.
 BUILD_TAGS=urfave_cli_no_docs,nethttpomithttp2
 
-# build_binary DIR: the bitbucket-status and fake-bitbucket binaries into DIR,
-# or, where PREBUILT_BIN names a directory (a CI job without Go), copies them.
+# build_binary DIR: the bitbucket-status, bitbucket-status-relay and fake-bitbucket
+# binaries into DIR, or, where PREBUILT_BIN names a directory (a CI job without Go),
+# copies them.
 build_binary() {
   if [ -n "${PREBUILT_BIN:-}" ]; then
-    mkdir -p "$1" && cp "$PREBUILT_BIN/bitbucket-status" "$PREBUILT_BIN/fake-bitbucket" "$1/"
+    mkdir -p "$1" && cp "$PREBUILT_BIN/bitbucket-status" "$PREBUILT_BIN/bitbucket-status-relay" "$PREBUILT_BIN/fake-bitbucket" "$1/"
     return
   fi
   (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags "$BUILD_TAGS" -ldflags "-s -w -X main.version=${VERSION:-0.0.0-ci}" \
     -o "$1/bitbucket-status" ./src/cmd/bitbucket-status &&
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION:-0.0.0-ci}" -o "$1/bitbucket-status-relay" ./src/cmd/bitbucket-status-relay &&
     go build -o "$1/fake-bitbucket" ./src/cmd/fake-bitbucket)
 }
 

@@ -635,6 +635,14 @@ func TestRelayConfigurationErrors(t *testing.T) {
 			"bitbucket-status-relay: BITBUCKET_RELAY_SWEEP_INTERVAL is \"often\": use a duration such as 10m, or 0 to turn the sweep off\n"},
 		{[]string{"BITBUCKET_RELAY_SIGNING_TOKEN=not-base64!", "BITBUCKET_ACCESS_TOKEN=" + token},
 			"bitbucket-status-relay: BITBUCKET_RELAY_SIGNING_TOKEN is not a signing token: expected whsec_ followed by base64, as GitLab shows it\n"},
+		{[]string{"BITBUCKET_RELAY_WEBHOOK_TOKEN=" + webhookToken, "BITBUCKET_ACCESS_TOKEN=" + token, "BITBUCKET_RELAY_STATUS_TOKEN=" + webhookToken},
+			"bitbucket-status-relay: BITBUCKET_RELAY_STATUS_TOKEN is the webhook's token: give the status page a token of its own, so one cannot be used for the other\n"},
+		{[]string{"BITBUCKET_RELAY_WEBHOOK_TOKEN=" + webhookToken, "BITBUCKET_ACCESS_TOKEN=" + token, "BITBUCKET_RELAY_STATUS_TOKEN=tiny-token"},
+			"bitbucket-status-relay: BITBUCKET_RELAY_STATUS_TOKEN is shorter than 16 characters: use a long random one (openssl rand -hex 24)\n"},
+		{[]string{"BITBUCKET_RELAY_WEBHOOK_TOKEN=" + webhookToken, "BITBUCKET_ACCESS_TOKEN=" + token, "BITBUCKET_RELAY_MIRROR_PROJECTS=PROJ"},
+			"bitbucket-status-relay: BITBUCKET_RELAY_MIRROR_PROJECTS names Data Center project keys, but BITBUCKET_SERVER_URL is not set: set the server they are on\n"},
+		{[]string{"BITBUCKET_RELAY_WEBHOOK_TOKEN=" + webhookToken, "BITBUCKET_ACCESS_TOKEN=" + token, "BITBUCKET_RELAY_RETENTION=5m"},
+			"bitbucket-status-relay: BITBUCKET_RELAY_RETENTION is \"5m\": use a duration of at least 1h, such as 720h (30 days)\n"},
 	} {
 		cmd := exec.Command(relayBinary, "serve")
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, c.env...)
@@ -729,7 +737,9 @@ func TestRelayHelpListsEveryVariable(t *testing.T) {
 	}
 	for _, v := range []string{"BITBUCKET_RELAY_LISTEN (default :8080)", "BITBUCKET_RELAY_WEBHOOK_TOKEN", "BITBUCKET_RELAY_SIGNING_TOKEN",
 		"BITBUCKET_RELAY_DATA (default ./relay-data)", "BITBUCKET_RELAY_ROUTES", "GITLAB_URL", "GITLAB_TOKEN",
-		"BITBUCKET_RELAY_SWEEP_INTERVAL (default 10m)", "BITBUCKET_ACCESS_TOKEN", "BITBUCKET_SERVER_URL", "Exit codes: 0 ok; 1"} {
+		"BITBUCKET_RELAY_SWEEP_INTERVAL (default 10m)", "BITBUCKET_ACCESS_TOKEN", "BITBUCKET_SERVER_URL", "Exit codes: 0 ok; 1",
+		"BITBUCKET_RELAY_STATUS_TOKEN", "BITBUCKET_RELAY_RETENTION (default 720h)", "BITBUCKET_RELAY_READ_BUDGET (default 33554432)",
+		"BITBUCKET_RELAY_MIRROR_WORKSPACES", "BITBUCKET_RELAY_SERVER_WORKERS", "bitbucket-status-relay status [--commit SHA | --project PATH] [--json]"} {
 		if !strings.Contains(string(out), v) {
 			t.Errorf("--help lacks %q", v)
 		}
