@@ -56,7 +56,10 @@ func TestStatusPage(t *testing.T) {
 			t.Fatalf("%d %s", code, text)
 		}
 	}
-	eventually(t, "the three posted", func() bool { _, page := r.getAs("/status?q="+sha[:8], "x", statusToken); return strings.Count(page, `<tr class="post">`) == 3 }, r.log)
+	eventually(t, "the three posted", func() bool {
+		_, page := r.getAs("/status?q="+sha[:8], "x", statusToken)
+		return strings.Count(page, `<tr class="post">`) == 3
+	}, r.log)
 	for _, c := range []struct{ user, password string }{{"", ""}, {"admin", "wrong"}, {"admin", webhookToken}, {"admin", token}} {
 		resp, _ := r.getAs("/status", c.user, c.password)
 		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Basic realm="bitbucket-status-relay"`) {
@@ -98,7 +101,9 @@ func TestStatusPage(t *testing.T) {
 	out, err = cmd.Output()
 	var result struct {
 		Total    int
-		Statuses []struct{ PostedState string `json:"posted_state"` }
+		Statuses []struct {
+			PostedState string `json:"posted_state"`
+		}
 	}
 	if err != nil || json.Unmarshal(out, &result) != nil || result.Total != 1 || result.Statuses[0].PostedState != "SUCCESSFUL" {
 		t.Fatalf("status --project --json: %v\n%s", err, out)
