@@ -10,6 +10,8 @@
 //	relay-load flood -url U -strangers 200 -stranger-body 26214400 -duration 10s
 //	                                                     strangers' bodies (a wrong token, or with -signing a
 //	                                                     forged signature), answered 401 or 503
+//	relay-load fill -data DIR -statuses 100000 -rounds 10 a store filled for the status page's timing
+//	                                                     (-database URL: PostgreSQL)
 package main
 
 import (
@@ -34,7 +36,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: relay-load noop|send|pipelines [flags]")
+		log.Fatal("usage: relay-load noop|send|pipelines|flood|fill [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	target := fs.String("url", "", "the webhook URL, or several separated by commas, used in turn (loopback only)")
@@ -52,6 +54,9 @@ func main() {
 	strangerBody := fs.Int64("stranger-body", 25<<20, "flood: bytes of each stranger's body")
 	signing := fs.String("signing", "", "the relay's signing token (whsec_...): webhooks are signed (flood: strangers forge signatures) instead of carrying -token")
 	addrFile := fs.String("addr-file", "", "noop: write the address here")
+	data := fs.String("data", "", "fill: the embedded store's directory")
+	database := fs.String("database", "", "fill: a PostgreSQL store's URL instead")
+	rounds := fs.Int("rounds", 10, "fill: events per status (each a history entry)")
 	_ = fs.Parse(os.Args[2:])
 	if *duration > 2*time.Minute {
 		*duration = 2 * time.Minute
@@ -59,6 +64,9 @@ func main() {
 	switch os.Args[1] {
 	case "noop":
 		noop(*listen, *addrFile)
+		return
+	case "fill":
+		fill(*data, *database, *statuses, *rounds)
 		return
 	}
 	urls := strings.Split(*target, ",")

@@ -240,3 +240,21 @@ func TestRetentionWithoutGitLab(t *testing.T) {
 		return err == nil && row == nil && logHas(tr.log, `"msg":"pruned old statuses","statuses":1`)
 	}, tr.log.String)
 }
+
+// TestStoredWorkWithoutARepositoryIsDropped: a stored row whose work names
+// no repository (written by an older or broken writer) is dropped with a
+// reason, not a crash of the worker.
+func TestStoredWorkWithoutARepositoryIsDropped(t *testing.T) {
+	t.Parallel()
+	tr := startRelay(t, map[string]string{}, nil, nil)
+	rep := store.Report{StatusID: "cloud|x|acme/widgets|" + fmt.Sprintf("%040x", 1) + "|k", Credential: "default", Server: "x", PipelineID: 1,
+		State: "SUCCESSFUL", Body: []byte(`{"pipeline":{"ID":1},"destination":{}}`)}
+	if _, err := tr.store.Accept(context.Background(), []store.Report{rep}, func(*store.Row, store.Report) (store.Decision, string) { return store.Replace, "" }); err != nil {
+		t.Fatal(err)
+	}
+	tr.nudge()
+	idle(t, tr.store, tr.log.String)
+	if row, _ := tr.store.Get(context.Background(), rep.StatusID); row == nil || row.LastError != "unreadable stored work: it names no repository" {
+		t.Fatalf("%+v\n%s", row, tr.log.String())
+	}
+}

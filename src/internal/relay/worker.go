@@ -190,6 +190,10 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		return r.resolve(ctx, row, w.Pipeline)
 	}
 	p, d := w.Pipeline, w.Dest
+	if d.Cloud == nil && d.DataCenter == nil {
+		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
+		return store.Outcome{Done: true, Error: "unreadable stored work: it names no repository"}, serverUntried, []any{"pipeline", p.ID}
+	}
 	attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "repository", d.Where(), "credential", d.Credential}
 	client := r.clients[d.Credential]
 	if client == nil {
