@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha1"
 	"fmt"
 	"log"
 	"sync"
@@ -44,7 +45,7 @@ func fill(dir, database string, n, rounds int) {
 				var reports []store.Report
 				for i := from; i < min(from+batch, n); i++ {
 					project := fmt.Sprintf("acme/project-%d", i/100)
-					commit := fmt.Sprintf("%040x", i+1)
+					commit := fmt.Sprintf("%x", sha1.Sum([]byte(fmt.Sprint(i))))
 					reports = append(reports, store.Report{StatusID: "cloud|https://api.bitbucket.org/2.0|" + project + "|" + commit + "|gitlab/" + project,
 						Credential: "default", Server: "https://api.bitbucket.org/2.0", PipelineID: int64(round*n + i + 1), State: "SUCCESSFUL", Final: true,
 						FinishedAt: time.Now(), ProjectPath: project, Commit: commit, Source: "push, webhook",

@@ -24,6 +24,7 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"short": func(s string) string { return s[:min(len(s), 12)] },
 	"cut":   cut,
+	"count": Result.count,
 }).ParseFS(files, "page.html"))
 
 // Page is what the page template shows: the overview, and a search's
@@ -98,7 +99,7 @@ func (r Result) WriteText(w io.Writer, now time.Time) error {
 		_, err := fmt.Fprintf(w, "No status for %s %s: the relay never received a webhook for it that it reports (see its log for \"pipeline not reported\"), or it was pruned.\n", r.Kind, r.Query)
 		return err
 	}
-	fmt.Fprintf(w, "%d status(es) for %s %s", r.Total, r.Kind, r.Query)
+	fmt.Fprintf(w, "%s status(es) for %s %s", r.count(), r.Kind, r.Query)
 	if len(r.Statuses) < r.Total {
 		fmt.Fprintf(w, ", the %d most recently changed", len(r.Statuses))
 	}
@@ -112,6 +113,14 @@ func (r Result) WriteText(w io.Writer, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// count is how many statuses matched, as far as counted.
+func (r Result) count() string {
+	if r.Total >= store.FindCountLimit {
+		return fmt.Sprintf("%d or more", store.FindCountLimit)
+	}
+	return fmt.Sprint(r.Total)
 }
 
 func shows(s Status) string {

@@ -274,7 +274,8 @@ type Store interface {
 	// Overview reads the backlog, the last sweep, and each server's posts
 	// and failures per minute since.
 	Overview(ctx context.Context, since time.Time) (Overview, error)
-	// Find reads statuses and their history; total is how many match.
+	// Find reads statuses and their history; total is how many match, up
+	// to FindCountLimit.
 	Find(ctx context.Context, f Find) (found []Found, total int, err error)
 	Close() error
 }

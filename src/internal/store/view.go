@@ -63,6 +63,9 @@ func overview(ctx context.Context, db *sql.DB, d dialect, since time.Time) (Over
 	return o, frows.Err()
 }
 
+// FindCountLimit is the most a search counts.
+const FindCountLimit = 1000
+
 // find reads the statuses a Find asks for, with their history.
 func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, error) {
 	where, args := `project_path = ?`, []any{f.Project}
@@ -74,8 +77,11 @@ func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, err
 			where, args = `commit_sha = ?`, []any{f.Commit}
 		}
 	}
+	// Counted up to FindCountLimit: a short prefix may match a great many,
+	// and how many exactly past that helps no one.
 	var total int
-	if err := db.QueryRowContext(ctx, d.sql(`SELECT count(*) FROM statuses WHERE `+where), args...).Scan(&total); err != nil {
+	if err := db.QueryRowContext(ctx, d.sql(`SELECT count(*) FROM (SELECT 1 FROM statuses WHERE `+where+` LIMIT ?) AS matches`),
+		append(args, FindCountLimit)...).Scan(&total); err != nil {
 		return nil, 0, err
 	}
 	found, err := collectRows(db.QueryContext(ctx, d.sql(`SELECT `+rowColumns+`, 0 FROM statuses WHERE `+where+` ORDER BY updated_at DESC LIMIT ?`),
