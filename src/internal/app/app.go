@@ -125,6 +125,7 @@ func (r *runner) app() *cli.App {
 				OnUsageError: onUsageError,
 				Action:       r.check,
 			},
+			reportCommand(r, dryRun, help),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -175,6 +176,9 @@ func (r *runner) post(c *cli.Context) error {
 	run, err := r.resolve(c, env, outcome)
 	if err != nil {
 		return err
+	}
+	if run.DataCenter != nil && outcome.Final() {
+		run.Status.Tests = r.testCounts(env)
 	}
 	client, target := r.client(run), targetOf(run)
 	return r.execute(c, run, func() { target.DryRun(r.stdout, client, run.Commit, run.Status) }, func(ctx context.Context) error {
@@ -308,6 +312,7 @@ type target interface {
 	Post(ctx context.Context, c *bitbucket.Client, commit string, s bitbucket.Status) (bitbucket.Posted, error)
 	DryRun(w io.Writer, c *bitbucket.Client, commit string, s bitbucket.Status)
 	CheckRequest(commit string) bitbucket.Request
+	ReportRequests(commit string, in bitbucket.Insights) []bitbucket.Request
 	Where() string
 }
 

@@ -29,7 +29,15 @@ type dataCenterStatus struct {
 	Ref         string `json:"ref,omitempty"`
 	BuildNumber string `json:"buildNumber,omitempty"`
 	// Duration is in milliseconds.
-	Duration int64 `json:"duration,omitempty"`
+	Duration    int64        `json:"duration,omitempty"`
+	TestResults *testResults `json:"testResults,omitempty"`
+}
+
+// testResults: Data Center's counts on a build; errors count as failed.
+type testResults struct {
+	Successful int `json:"successful"`
+	Failed     int `json:"failed"`
+	Skipped    int `json:"skipped"`
 }
 
 // legacyStatus is the body of the old build-status 1.0 API.
@@ -68,6 +76,9 @@ func (r DataCenter) statusRequest(commit string, s Status, cancelled bool) Reque
 	}
 	body := dataCenterStatus{Key: s.Key, State: st, URL: s.URL, Name: s.Name, Description: description,
 		BuildNumber: s.BuildNumber, Duration: s.Duration.Milliseconds()}
+	if t := s.Tests; t != nil {
+		body.TestResults = &testResults{Successful: t.Passed(), Failed: t.Failed + t.Errored, Skipped: t.Skipped}
+	}
 	switch {
 	case s.Branch != "":
 		body.Ref = "refs/heads/" + s.Branch

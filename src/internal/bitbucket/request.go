@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
 )
 
@@ -31,6 +32,9 @@ type Status struct {
 	BuildNumber string
 	// Duration is how long the build took, for a final state; zero if unknown.
 	Duration time.Duration
+	// Tests are the build's test counts, if known; Data Center (7.4+) shows
+	// them on the status.
+	Tests *insights.TestCounts
 }
 
 // Request is one HTTP call described in full, so it can be printed for a dry

@@ -36,6 +36,11 @@ type Env struct {
 	StatusURL         string `env:"BITBUCKET_STATUS_URL" help:"The link from Bitbucket. Default: CI_PIPELINE_URL, else CI_JOB_URL, else CI_PROJECT_URL, else (outside GitLab CI) the commit's page on Bitbucket. Bitbucket Cloud refuses a single-label host (http://gitlab:8080/...)."`
 	Timeout           string `env:"BITBUCKET_STATUS_TIMEOUT, default=60s" help:"The whole run's time budget, retries included (a Go duration: 90s, 2m)."`
 	DryRun            string `env:"BITBUCKET_STATUS_DRY_RUN" help:"true: print the request instead of sending it (as --dry-run)."`
+	JUnit             string `env:"BITBUCKET_JUNIT" help:"report: JUnit XML files to publish as a test report, as space-separated globs (** matches any folders); the final status on Data Center 7.4+ carries their counts."`
+	CodeQuality       string `env:"BITBUCKET_CODE_QUALITY" help:"report: GitLab Code Quality (CodeClimate JSON) files to publish as a code quality report, as space-separated globs."`
+	CodeQualityFailOn string `env:"BITBUCKET_CODE_QUALITY_FAIL_ON, default=major" help:"report: the code quality report fails on a finding of this severity or above: info, minor, major, critical or blocker."`
+	ReportKey         string `env:"BITBUCKET_REPORT_KEY" help:"report: the start of the reports' keys, followed by ~tests and ~code-quality. Default: gitlab~<CI_PROJECT_PATH with / as ~>; keys over 50 characters are shortened with a hash."`
+	ReportStrict      string `env:"BITBUCKET_REPORT_STRICT" help:"report: true: a report that cannot be read or published fails the job (exit 1). Default: a warning, exit 0."`
 	BuildStatus       string `env:"BUILD_STATUS" help:"The state, when no STATE argument is given (the old build_status script's variable)."`
 
 	CommitSHA         string `env:"CI_COMMIT_SHA" help:"GitLab: the commit. Unset (outside GitLab CI): HEAD of the git checkout, with its branch and origin remote."`
@@ -51,6 +56,7 @@ type Env struct {
 	PipelineURL       string `env:"CI_PIPELINE_URL" help:"GitLab: the pipeline page, the status URL."`
 	PipelineCreatedAt string `env:"CI_PIPELINE_CREATED_AT" help:"GitLab: when the pipeline started; gives Data Center's duration."`
 	PipelineSource    string `env:"CI_PIPELINE_SOURCE" help:"GitLab: what made the pipeline; in a child pipeline (parent_pipeline) nothing is posted unless BITBUCKET_STATUS_KEY is set, so the parent's status is never overwritten."`
+	ProjectDir        string `env:"CI_PROJECT_DIR" help:"GitLab: the checkout; report paths are made relative to it. Default: the working directory."`
 	JobID             string `env:"CI_JOB_ID" help:"GitLab: the job's ID."`
 	JobName           string `env:"CI_JOB_NAME" help:"GitLab: the job's name (never part of the key)."`
 	JobURL            string `env:"CI_JOB_URL" help:"GitLab: the job page, the status URL when there is no pipeline URL."`

@@ -4,7 +4,8 @@
 // records every request for the test to inspect. Repository slugs choose
 // misbehaviour: "missing", "forbidden", "reject", "rate-limited", "flaky",
 // "down" and "hang"; "near-limit" works but says the credential is near its
-// hourly limit. Posted statuses are kept and read back by key (Cloud's
+// hourly limit. Code Insights reports and annotations are kept and checked as
+// each server checks them (insights.go). Posted statuses are kept and read back by key (Cloud's
 // statuses/build/{key}, Data Center's builds?key= from 7.14, the legacy
 // list). For Data Center, the project key "MISSING" and commits
 // starting "badc0de" are missing too, and DataCenterVersion chooses what the
@@ -50,6 +51,7 @@ type Server struct {
 	statuses map[string]json.RawMessage // commit + key -> the status as posted
 	tries    map[string]int             // path -> attempts, for "flaky"
 	tokens   map[string]time.Time       // OAuth access token -> expiry
+	reports  map[string]*report         // commit + key -> a Code Insights report
 	log      []Record
 }
 
@@ -84,11 +86,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/_reset":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.log, s.statuses, s.tries = nil, nil, nil
+		s.log, s.statuses, s.tries, s.reports = nil, nil, nil, nil
 		return
 	}
 
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 	s.route(rec, r, body)
 	entry := Record{Method: r.Method, Path: r.URL.EscapedPath(), Auth: authKind(r), Code: rec.code}
@@ -305,6 +307,8 @@ func (s *Server) cloud(w http.ResponseWriter, r *http.Request, parts []string, b
 		s.cloudStatus(w, parts[4], body)
 	case r.Method == http.MethodGet && len(parts) == 8 && parts[3] == "commit" && parts[5] == "statuses" && parts[6] == "build":
 		s.showStatus(w, parts[4], parts[7], false)
+	case (len(parts) == 7 || (len(parts) == 8 && parts[7] == "annotations")) && parts[3] == "commit" && parts[5] == "reports":
+		s.cloudReports(w, r, parts[4], parts[6], len(parts) == 8, body)
 	default:
 		writeJSON(w, http.StatusNotFound, `{"type":"error","error":{"message":"Resource not found"}}`)
 	}
@@ -433,6 +437,15 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 		}
 		return
 	}
+	// insights/latest/projects/{key}/repos/{slug}/commits/{sha}/reports/{key}[/annotations], from 5.15
+	if len(parts) >= 10 && parts[0] == "insights" && parts[2] == "projects" && parts[4] == "repos" && parts[6] == "commits" &&
+		parts[8] == "reports" && version >= 515 && (len(parts) == 10 || (len(parts) == 11 && parts[10] == "annotations")) {
+		if s.misbehave(w, r, parts[5], true) {
+			return
+		}
+		s.dataCenterReports(w, r, parts[7], parts[9], len(parts) == 11, body)
+		return
+	}
 	// api/latest/projects/{key}/repos/{slug}[/commits/{sha}[/builds]]
 	if len(parts) < 6 || parts[0] != "api" || parts[2] != "projects" || parts[4] != "repos" {
 		s.unknownRoute(w, r)
@@ -473,6 +486,9 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 func (s *Server) dataCenterStatus(w http.ResponseWriter, commit string, body []byte, states map[string]bool) {
 	var st struct {
 		Key, State, URL, Name, Description string
+		TestResults                        *struct {
+			Successful, Failed, Skipped *int
+		}
 	}
 	bad := func(msg string) {
 		writeJSON(w, http.StatusBadRequest, fmt.Sprintf(`{"errors":[{"context":null,"message":%q,"exceptionName":null}]}`, msg))
@@ -486,8 +502,15 @@ func (s *Server) dataCenterStatus(w http.ResponseWriter, commit string, body []b
 		bad("state: invalid value " + st.State + ".")
 	case st.URL == "" || len(st.URL) > 450 || !validURL(st.URL):
 		bad("url: must be a valid URL of at most 450 characters.")
+	case st.TestResults != nil && (st.TestResults.Successful == nil || st.TestResults.Failed == nil || st.TestResults.Skipped == nil ||
+		*st.TestResults.Successful < 0 || *st.TestResults.Failed < 0 || *st.TestResults.Skipped < 0):
+		bad("testResults: successful, failed and skipped must each be a number of at least 0.")
 	default:
-		shown, _ := json.Marshal(map[string]string{"key": st.Key, "state": st.State, "url": st.URL, "name": st.Name, "description": st.Description})
+		fields := map[string]any{"key": st.Key, "state": st.State, "url": st.URL, "name": st.Name, "description": st.Description}
+		if st.TestResults != nil {
+			fields["testResults"] = map[string]int{"successful": *st.TestResults.Successful, "failed": *st.TestResults.Failed, "skipped": *st.TestResults.Skipped}
+		}
+		shown, _ := json.Marshal(fields)
 		s.mu.Lock()
 		s.remember(commit, st.Key, shown)
 		s.mu.Unlock()

@@ -84,3 +84,22 @@ func cutRunes(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// ReportMax is the longest Code Insights report key: Data Center refuses
+// more than 50 characters, Cloud documents no limit; one key serves both.
+const ReportMax = 50
+
+// Report returns the key of a GitLab project's Code Insights report of one
+// kind ("tests", "code-quality"): distinct per project and kind, the same
+// from the job and from the relay. '/' becomes '~', which a GitLab path
+// never holds and a URL carries as it is (an escaped '/' in a path is
+// refused by many proxies). base, when set, replaces "gitlab~<path>".
+func Report(projectPath, kind, base string) string {
+	if base == "" {
+		base = "bitbucket-status"
+		if projectPath != "" {
+			base = "gitlab~" + strings.ReplaceAll(projectPath, "/", "~")
+		}
+	}
+	return Fit(base+"~"+kind, ReportMax)
+}

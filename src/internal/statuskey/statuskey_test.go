@@ -85,3 +85,24 @@ func FuzzFit(f *testing.F) {
 		}
 	})
 }
+
+func TestReportKeys(t *testing.T) {
+	for _, c := range []struct{ path, kind, base, want string }{
+		{"acme/app", "tests", "", "gitlab~acme~app~tests"},
+		{"acme/app", "code-quality", "", "gitlab~acme~app~code-quality"},
+		{"", "tests", "", "bitbucket-status~tests"},
+		{"acme/app", "tests", "lint", "lint~tests"},
+		// Two paths that differ only in where a '/' stands stay apart.
+		{"a.b/c", "tests", "", "gitlab~a.b~c~tests"},
+		{"a/b.c", "tests", "", "gitlab~a~b.c~tests"},
+	} {
+		if got := Report(c.path, c.kind, c.base); got != c.want {
+			t.Errorf("Report(%q, %q, %q) = %q, want %q", c.path, c.kind, c.base, got, c.want)
+		}
+	}
+	long := Report("platform-engineering/shared-services/terraform-modules/aws-networking", "code-quality", "")
+	other := Report("platform-engineering/shared-services/terraform-modules/aws-networking2", "code-quality", "")
+	if len(long) > ReportMax || long == other {
+		t.Errorf("long keys %q, %q", long, other)
+	}
+}

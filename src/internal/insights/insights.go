@@ -1,0 +1,270 @@
+// Package insights is the neutral model of a report on a commit: what was
+// checked, the result, a few figures and the findings, each with a path, a
+// line and a severity. Readers of JUnit, Code Quality and GitLab's test
+// report fill it; the bitbucket package turns it into each server's
+// requests. It knows neither side.
+package insights
+
+import (
+	"cmp"
+	"container/heap"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Kind is what a report covers; it names the report's key.
+type Kind string
+
+const (
+	Tests       Kind = "tests"
+	CodeQuality Kind = "code-quality"
+)
+
+// Severity is GitLab's Code Quality scale, lowest first.
+type Severity int
+
+const (
+	Info Severity = iota
+	Minor
+	Major
+	Critical
+	Blocker
+)
+
+var severityNames = []string{"info", "minor", "major", "critical", "blocker"}
+
+func (s Severity) String() string {
+	if s < Info || s > Blocker {
+		return fmt.Sprintf("severity(%d)", int(s))
+	}
+	return severityNames[s]
+}
+
+// ParseSeverity reads one of GitLab's five severities.
+func ParseSeverity(word string) (Severity, bool) {
+	i := slices.Index(severityNames, strings.ToLower(strings.TrimSpace(word)))
+	return Severity(i), i >= 0
+}
+
+// SeverityNames lists the accepted words, for messages.
+func SeverityNames() string { return strings.Join(severityNames, ", ") }
+
+// Category says what kind of problem a finding is.
+type Category int
+
+const (
+	Smell Category = iota
+	Bug
+	Vulnerability
+)
+
+// Finding is one failed test or one code quality finding.
+type Finding struct {
+	// ID tells findings apart across runs (a fingerprint); stable for the
+	// same problem.
+	ID string
+	// Path is relative to the repository, "" for the report's overview.
+	Path string
+	// Line is 1-based; 0 for the whole file.
+	Line     int
+	Title    string
+	Details  string
+	Severity Severity
+	Category Category
+
+	order int
+}
+
+// TestCounts are a test run's figures.
+type TestCounts struct {
+	Total, Failed, Errored, Skipped int
+	Duration                        time.Duration
+}
+
+// Passed is the number of tests that passed.
+func (c TestCounts) Passed() int { return max(c.Total-c.Failed-c.Errored-c.Skipped, 0) }
+
+// Figure is one number shown with a report.
+type Figure struct {
+	Title string
+	Value int64
+	// Duration: Value is milliseconds.
+	Duration bool
+}
+
+// Report is one report on a commit.
+type Report struct {
+	Kind   Kind
+	Title  string
+	Passed bool
+	// Summary is a sentence on the result; Details what a reader should
+	// know besides (e.g. how many findings were left out).
+	Summary string
+	Link    string
+	// Tests is set for a test report.
+	Tests *TestCounts
+	// Figures are shown with the report, in order.
+	Figures  []Figure
+	Findings []Finding
+	// Omitted is how many findings did not fit the limit and were left out.
+	Omitted int
+}
+
+// MaxFindings is what any server takes in one report (Bitbucket's 1,000 on
+// both Cloud and Data Center's default).
+const MaxFindings = 1000
+
+// Collector keeps the most severe findings up to a limit while a reader
+// streams them in, so memory is bounded whatever the input's size. Among
+// equals the first found is kept.
+type Collector struct {
+	Limit int
+	kept  findingHeap
+	seen  int
+	ids   map[string]bool
+}
+
+// Add offers one finding. A finding whose ID was already added is dropped:
+// servers refuse or duplicate a repeated external id.
+func (c *Collector) Add(f Finding) {
+	if c.ids == nil {
+		c.ids = map[string]bool{}
+	}
+	if f.ID == "" {
+		f.ID = Fingerprint(f.Path, fmt.Sprint(f.Line), f.Title)
+	}
+	if c.ids[f.ID] {
+		return
+	}
+	limit := cmp.Or(c.Limit, MaxFindings)
+	c.seen++
+	f.order = c.seen
+	if len(c.kept) < limit {
+		c.ids[f.ID] = true
+		heap.Push(&c.kept, f)
+		return
+	}
+	if weaker(c.kept[0], f) {
+		delete(c.ids, c.kept[0].ID)
+		c.ids[f.ID] = true
+		c.kept[0] = f
+		heap.Fix(&c.kept, 0)
+	}
+}
+
+// Remove withdraws the finding with id (a test that passed on a rerun).
+func (c *Collector) Remove(id string) bool {
+	if !c.ids[id] {
+		return false
+	}
+	delete(c.ids, id)
+	c.seen--
+	i := slices.IndexFunc(c.kept, func(f Finding) bool { return f.ID == id })
+	heap.Remove(&c.kept, i)
+	return true
+}
+
+// Has reports whether a finding with id is kept.
+func (c *Collector) Has(id string) bool { return c.ids[id] }
+
+// Findings returns the kept findings, most severe first, then in the order
+// found, and how many were left out.
+func (c *Collector) Findings() ([]Finding, int) {
+	out := slices.Clone(c.kept)
+	slices.SortFunc(out, func(a, b Finding) int {
+		if a.Severity != b.Severity {
+			return cmp.Compare(b.Severity, a.Severity)
+		}
+		return cmp.Compare(a.order, b.order)
+	})
+	return out, c.seen - len(out)
+}
+
+// weaker: a goes before b when room is short (lower severity, or found later).
+func weaker(a, b Finding) bool {
+	if a.Severity != b.Severity {
+		return a.Severity < b.Severity
+	}
+	return a.order > b.order
+}
+
+type findingHeap []Finding
+
+func (h findingHeap) Len() int           { return len(h) }
+func (h findingHeap) Less(i, j int) bool { return weaker(h[i], h[j]) }
+func (h findingHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *findingHeap) Push(x any)        { *h = append(*h, x.(Finding)) }
+func (h *findingHeap) Pop() any {
+	old := *h
+	f := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return f
+}
+
+// Fingerprint is a stable ID made of parts.
+func Fingerprint(parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Paths makes a path from a report relative to the repository.
+type Paths struct {
+	// ProjectDir is the repository's checkout (CI_PROJECT_DIR), "" if unknown.
+	ProjectDir string
+	// Exists, when set, says whether a relative path is a file in the
+	// repository; a path from a stack trace is used only if it is.
+	Exists func(rel string) bool
+}
+
+// Relative returns p relative to the repository, or "" when it is not in
+// it: an absolute path elsewhere, or one that leaves it with "..".
+func (ps Paths) Relative(p string) string {
+	p = strings.TrimSpace(strings.ReplaceAll(p, "\\", "/"))
+	if p == "" {
+		return ""
+	}
+	if dir := strings.TrimRight(ps.ProjectDir, "/"); dir != "" {
+		if rest, ok := strings.CutPrefix(p, dir+"/"); ok {
+			p = rest
+		}
+	}
+	if strings.HasPrefix(p, "/") || (len(p) > 1 && p[1] == ':') {
+		return ""
+	}
+	p = path.Clean(p)
+	if p == "." || p == ".." || strings.HasPrefix(p, "../") {
+		return ""
+	}
+	return p
+}
+
+// Cut shortens s to at most n bytes on a character boundary, ending with
+// "…" when it cut; invalid UTF-8 is replaced first.
+func Cut(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	n -= len(ellipsis)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	if n < 0 {
+		return ""
+	}
+	return s[:n] + ellipsis
+}
+
+// FirstLine is s's first non-empty line, trimmed, and the rest.
+func FirstLine(s string) (string, string) {
+	s = strings.TrimSpace(s)
+	first, rest, _ := strings.Cut(s, "\n")
+	return strings.TrimSpace(first), strings.TrimSpace(rest)
+}
