@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -187,7 +188,7 @@ func (r *runner) readReports(env config.Env, run *config.Run, o reportOptions) (
 	var out []bitbucket.Insights
 	if len(o.junit) > 0 {
 		jr := &junit.Reader{Paths: paths}
-		files, unread := r.readEach(paths.ProjectDir, "--junit", o.junit, jr.ReadFile)
+		files, unread := r.readEach(paths.Root, "--junit", o.junit, jr.ReadFile)
 		problems += len(unread)
 		if files > 0 || len(unread) > 0 {
 			rep := jr.Report(link("test_report"))
@@ -197,7 +198,7 @@ func (r *runner) readReports(env config.Env, run *config.Run, o reportOptions) (
 	}
 	if len(o.codeQuality) > 0 {
 		cr := &codequality.Reader{Paths: paths, Warn: func(msg string) { fmt.Fprintf(r.stderr, "bitbucket-status: warning: %s\n", msg) }}
-		files, unread := r.readEach(paths.ProjectDir, "--code-quality", o.codeQuality, cr.ReadFile)
+		files, unread := r.readEach(paths.Root, "--code-quality", o.codeQuality, cr.ReadFile)
 		problems += len(unread)
 		if files > 0 || len(unread) > 0 {
 			rep := cr.Report(link("codequality_report"), o.failOn)
@@ -253,16 +254,14 @@ func markUnread(rep *insights.Report, unread []string) {
 		map[bool]string{true: "", false: "s"}[len(unread) == 1], strings.Join(unread, "; "), rep.Summary)
 }
 
-// workspacePaths: report paths are relative to CI_PROJECT_DIR (else the
-// working directory), and a path from a stack trace counts only if the
-// file is there.
+// workspacePaths: files are found and checked in the working directory
+// (the job's checkout, where artifacts land); paths written in the reports
+// are made relative to CI_PROJECT_DIR, where the test job ran, which is the
+// same directory in GitLab but not in every runner's imitation.
 func workspacePaths(env config.Env) insights.Paths {
-	dir := env.ProjectDir
-	if dir == "" {
-		dir, _ = os.Getwd()
-	}
-	return insights.Paths{ProjectDir: dir, Exists: func(rel string) bool {
-		info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel)))
+	cwd, _ := os.Getwd()
+	return insights.Paths{ProjectDir: cmp.Or(env.ProjectDir, cwd), Root: cwd, Exists: func(rel string) bool {
+		info, err := os.Stat(filepath.Join(cwd, filepath.FromSlash(rel)))
 		return err == nil && info.Mode().IsRegular()
 	}}
 }
@@ -279,7 +278,7 @@ func (r *runner) testCounts(env config.Env) *insights.TestCounts {
 	jr := &junit.Reader{Paths: paths, Limit: 1}
 	files, unread := 0, 0
 	for _, pattern := range patterns {
-		matches, _ := globfiles.Match(paths.ProjectDir, pattern)
+		matches, _ := globfiles.Match(paths.Root, pattern)
 		for _, m := range matches {
 			if err := jr.ReadFile(m); err != nil {
 				unread++

@@ -76,8 +76,14 @@ func gitlabJob(api string, kv ...string) []string {
 
 func run(t *testing.T, env []string, args ...string) outcome {
 	t.Helper()
+	return runIn(t, "", env, args...)
+}
+
+// runIn runs the binary in dir, as a job runs in its checkout.
+func runIn(t *testing.T, dir string, env []string, args ...string) outcome {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = env
+	cmd.Env, cmd.Dir = env, dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -51,7 +51,7 @@ func TestReportPublishesTestsAndCodeQualityToCloud(t *testing.T) {
 	dir := reportWorkspace(t, map[string]string{"reports/junit.xml": pytestReport, "gl-code-quality-report.json": eslintReport,
 		"tests/test_cart.py": "", "src/legacy.js": "", "src/cart.js": ""})
 	env := reportJob(url, dir, "BITBUCKET_JUNIT=reports/*.xml", "BITBUCKET_CODE_QUALITY=gl-code-quality-report.json")
-	o := run(t, env, "report")
+	o := runIn(t, dir, env, "report")
 	where := "acme/widgets at " + url + "/2.0"
 	want := "Published the test report for commit " + sha + " to " + where + ` (key "gitlab~acme~widgets~tests", failed, 1 annotation, 3 requests): 1 of 3 tests failed, 1 skipped in 400ms.` + "\n" +
 		"Published the code quality report for commit " + sha + " to " + where + ` (key "gitlab~acme~widgets~code-quality", failed, 2 annotations, 3 requests): 2 findings: 1 critical, 1 minor. The report fails on a finding of severity major or above.` + "\n"
@@ -89,7 +89,7 @@ func TestReportPublishesTestsAndCodeQualityToCloud(t *testing.T) {
 	}
 
 	// A re-run replaces the report: the same annotations, not twice as many.
-	if o := run(t, env, "report"); o.code != 0 {
+	if o := runIn(t, dir, env, "report"); o.code != 0 {
 		t.Fatalf("%+v", o)
 	}
 	if _, annotations := s.Report(sha, "gitlab~acme~widgets~tests"); len(annotations) != 1 {
@@ -136,7 +136,7 @@ func TestReportAtTheLimits(t *testing.T) {
 			if server.dc {
 				env = append(env, "BITBUCKET_SERVER_URL="+url, "BITBUCKET_PROJECT=PROJ", "BITBUCKET_REPOSITORY=widgets")
 			}
-			o := run(t, env, "report")
+			o := runIn(t, dir, env, "report")
 			if o.code != 0 || o.stderr != "" || !strings.Contains(o.stdout, fmt.Sprintf(`(key %q, failed, 1000 annotations, 500 left out, %d requests): 1500 of 1501 tests failed`, key, server.requests)) {
 				t.Fatalf("%+v", o)
 			}
@@ -163,7 +163,7 @@ func TestReportAndTestCountsOnDataCenter(t *testing.T) {
 	s, url := server(t, &fakebitbucket.Server{})
 	dir := reportWorkspace(t, map[string]string{"junit.xml": pytestReport})
 	env := reportJob(url, dir, "BITBUCKET_JUNIT=junit.xml", "BITBUCKET_SERVER_URL="+url+"/bitbucket", "BITBUCKET_PROJECT=PROJ", "BITBUCKET_REPOSITORY=widgets")
-	o := run(t, env, "report")
+	o := runIn(t, dir, env, "report")
 	if o.code != 0 || !strings.HasPrefix(o.stdout, "Published the test report for commit "+sha+" to PROJ/widgets at "+url+"/bitbucket (key \"gitlab~acme~widgets~tests\", failed, 1 annotation, 3 requests)") {
 		t.Fatalf("%+v", o)
 	}
@@ -188,7 +188,7 @@ func TestReportAndTestCountsOnDataCenter(t *testing.T) {
 		t.Errorf("requests %v, want %s", paths, want)
 	}
 
-	if o := run(t, env, "failed"); o.code != 0 {
+	if o := runIn(t, dir, env, "failed"); o.code != 0 {
 		t.Fatalf("%+v", o)
 	}
 	var shown struct {
@@ -209,7 +209,7 @@ func TestReportsOfTwoProjectsDoNotOverwriteEachOther(t *testing.T) {
 	s, url := server(t, &fakebitbucket.Server{})
 	dir := reportWorkspace(t, map[string]string{"junit.xml": pytestReport})
 	for _, project := range []string{"acme/widgets", "acme/platform/widgets-e2e"} {
-		if o := run(t, reportJob(url, dir, "BITBUCKET_JUNIT=junit.xml", "CI_PROJECT_PATH="+project), "report"); o.code != 0 {
+		if o := runIn(t, dir, reportJob(url, dir, "BITBUCKET_JUNIT=junit.xml", "CI_PROJECT_PATH="+project), "report"); o.code != 0 {
 			t.Fatalf("%+v", o)
 		}
 	}
@@ -225,12 +225,12 @@ func TestReportThatCannotBePublishedWarnsUnlessStrict(t *testing.T) {
 	_, url := server(t, &fakebitbucket.Server{})
 	dir := reportWorkspace(t, map[string]string{"junit.xml": pytestReport})
 	env := reportJob(url, dir, "BITBUCKET_JUNIT=junit.xml", "BITBUCKET_REPOSITORY=forbidden")
-	o := run(t, env, "report")
+	o := runIn(t, dir, env, "report")
 	wantStart := "bitbucket-status: warning: could not publish the test report for commit " + sha + " to acme/forbidden at " + url + "/2.0: "
 	if o.code != 0 || o.stdout != "" || !strings.HasPrefix(o.stderr, wantStart) || !strings.Contains(o.stderr, "403") {
 		t.Fatalf("%+v", o)
 	}
-	o = run(t, append(env, "BITBUCKET_REPORT_STRICT=true"), "report")
+	o = runIn(t, dir, append(env, "BITBUCKET_REPORT_STRICT=true"), "report")
 	if o.code != 1 || !strings.HasPrefix(o.stderr, wantStart) ||
 		!strings.HasSuffix(o.stderr, "bitbucket-status: 1 report problem (above); failing as BITBUCKET_REPORT_STRICT or --strict asks\n") {
 		t.Fatalf("%+v", o)
@@ -244,7 +244,7 @@ func TestReportWithABrokenFile(t *testing.T) {
 	s, url := server(t, &fakebitbucket.Server{})
 	dir := reportWorkspace(t, map[string]string{"a/junit.xml": pytestReport, "b/junit.xml": "<testsuites>\n<testsuite>\n<testcase name='x'>\n</testsuites>\n",
 		"cq.json": eslintReport})
-	o := run(t, reportJob(url, dir, "BITBUCKET_JUNIT=**/junit.xml", "BITBUCKET_CODE_QUALITY=cq.json"), "report")
+	o := runIn(t, dir, reportJob(url, dir, "BITBUCKET_JUNIT=**/junit.xml", "BITBUCKET_CODE_QUALITY=cq.json"), "report")
 	if o.code != 0 || o.stderr != "bitbucket-status: warning: could not read b/junit.xml: line 4: element <testcase> closed by </testsuites>\n" ||
 		!strings.Contains(o.stdout, "Published the code quality report") {
 		t.Fatalf("%+v", o)
@@ -260,7 +260,7 @@ func TestReportGlobMatchingNothingWarns(t *testing.T) {
 	t.Parallel()
 	s, url := server(t, &fakebitbucket.Server{})
 	dir := reportWorkspace(t, nil)
-	o := run(t, reportJob(url, dir, "BITBUCKET_JUNIT=reports/*.xml"), "report")
+	o := runIn(t, dir, reportJob(url, dir, "BITBUCKET_JUNIT=reports/*.xml"), "report")
 	want := `bitbucket-status: warning: --junit "reports/*.xml" matches no file in ` + dir + `: is the file listed in the test job's artifacts:paths (not only artifacts:reports), and does this job download its artifacts?` + "\n"
 	if o.code != 0 || o.stdout != "" || o.stderr != want || len(s.Requests()) != 0 {
 		t.Fatalf("%+v\nwant %s", o, want)
@@ -282,7 +282,7 @@ func TestReportUsageErrors(t *testing.T) {
 		{[]string{"report", "--junit", "x.xml", "--key", "my/key"}, nil, `bitbucket-status: the report key "my/key" holds '/', '?', '#', '%' or a space, which a URL path does not carry as they are: use letters, digits and . _ ~ -` + "\n"},
 		{[]string{"report", "x.xml"}, nil, `bitbucket-status: report takes no arguments, got "x.xml": give files with --junit and --code-quality` + "\n"},
 	} {
-		o := run(t, reportJob("http://127.0.0.1:9", dir, c.env...), c.args...)
+		o := runIn(t, dir, reportJob("http://127.0.0.1:9", dir, c.env...), c.args...)
 		if o.code != 2 || o.stdout != "" || o.stderr != c.want {
 			t.Errorf("%v %v: %+v\nwant %s", c.args, c.env, o, c.want)
 		}
@@ -295,7 +295,7 @@ func TestReportDryRun(t *testing.T) {
 	s, url := server(t, &fakebitbucket.Server{})
 	dir := reportWorkspace(t, map[string]string{"cq.json": eslintReport})
 	env := reportJob(url, dir, "BITBUCKET_ACCESS_TOKEN=")
-	o := run(t, env, "report", "--dry-run", "--code-quality", "cq.json", "--fail-on", "blocker", "--key", "lint")
+	o := runIn(t, dir, env, "report", "--dry-run", "--code-quality", "cq.json", "--fail-on", "blocker", "--key", "lint")
 	base := url + "/2.0/repositories/acme/widgets/commit/" + sha + "/reports/lint~code-quality"
 	for _, want := range []string{"DELETE " + base + "\n", "PUT " + base + "\n", "POST " + base + "/annotations\n", `"result": "PASSED"`,
 		"Authorization: (none: no credential is set)", "(dry run: nothing was sent)\n"} {

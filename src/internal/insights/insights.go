@@ -215,8 +215,11 @@ func Fingerprint(parts ...string) string {
 
 // Paths makes a path from a report relative to the repository.
 type Paths struct {
-	// ProjectDir is the repository's checkout (CI_PROJECT_DIR), "" if unknown.
+	// ProjectDir is the repository's checkout where the report was written
+	// (CI_PROJECT_DIR), "" if unknown: absolute paths under it are made relative.
 	ProjectDir string
+	// Root is where the report's files are found, "" if not at hand.
+	Root string
 	// Exists, when set, says whether a relative path is a file in the
 	// repository; a path from a stack trace is used only if it is.
 	Exists func(rel string) bool
