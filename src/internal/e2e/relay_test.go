@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -481,11 +482,14 @@ func TestRelayRateLimitStorm(t *testing.T) {
 type gitlabAPI struct {
 	mu        sync.Mutex
 	pipelines map[int64]map[string]any // by pipeline id
-	url       string
+	// summaries and testReports are the test_report_summary and
+	// test_report answers, by pipeline id; a number is a status code.
+	summaries, testReports map[int64]string
+	url                    string
 }
 
 func newGitLabAPI(t *testing.T) *gitlabAPI {
-	g := &gitlabAPI{pipelines: map[int64]map[string]any{}}
+	g := &gitlabAPI{pipelines: map[int64]map[string]any{}, summaries: map[int64]string{}, testReports: map[int64]string{}}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("PRIVATE-TOKEN") != gitlabToken {
 			w.WriteHeader(401)
@@ -506,6 +510,19 @@ func newGitLabAPI(t *testing.T) *gitlabAPI {
 			_, _ = io.WriteString(w, `{"version":"18.6.0"}`)
 		case r.URL.Path == "/api/v4/projects/42":
 			_, _ = io.WriteString(w, `{"id":42,"path_with_namespace":"acme/widgets","import_url":null}`)
+		case strings.HasSuffix(r.URL.Path, "/test_report_summary") || strings.HasSuffix(r.URL.Path, "/test_report"):
+			answers := g.summaries
+			if strings.HasSuffix(r.URL.Path, "/test_report") {
+				answers = g.testReports
+			}
+			_, _ = fmt.Sscanf(r.URL.Path, "/api/v4/projects/42/pipelines/%d", &id)
+			answer, ok := answers[id]
+			if code, err := strconv.Atoi(answer); !ok || err == nil {
+				w.WriteHeader(max(code, 404))
+				_, _ = io.WriteString(w, `{"message":"error"}`)
+				return
+			}
+			_, _ = io.WriteString(w, answer)
 		default:
 			if _, err := fmt.Sscanf(r.URL.Path, "/api/v4/projects/42/pipelines/%d", &id); err != nil || g.pipelines[id] == nil {
 				w.WriteHeader(404)

@@ -271,3 +271,51 @@ func FirstLine(s string) (string, string) {
 	first, rest, _ := strings.Cut(s, "\n")
 	return strings.TrimSpace(first), strings.TrimSpace(rest)
 }
+
+// TestReport is a test report from its counts and failed tests, however
+// they were read (JUnit files or GitLab's test report).
+func TestReport(c TestCounts, flaky int, findings []Finding, omitted int, link string) Report {
+	counts := c
+	rep := Report{
+		Kind: Tests, Title: "GitLab test results", Passed: c.Failed+c.Errored == 0, Link: link,
+		Tests: &counts, Findings: findings, Omitted: omitted,
+		Figures: []Figure{
+			{Title: "Tests", Value: int64(c.Total)},
+			{Title: "Passed", Value: int64(c.Passed())},
+			{Title: "Failed", Value: int64(c.Failed + c.Errored)},
+			{Title: "Skipped", Value: int64(c.Skipped)},
+			{Title: "Duration", Value: c.Duration.Milliseconds(), Duration: true},
+		},
+	}
+	if flaky > 0 {
+		rep.Figures = append(rep.Figures, Figure{Title: "Passed on a rerun", Value: int64(flaky)})
+	}
+	switch {
+	case c.Total == 0:
+		rep.Summary = "No tests were found in the reports."
+	case rep.Passed:
+		rep.Summary = fmt.Sprintf("All %s passed", plural(c.Total-c.Skipped, "test"))
+	default:
+		rep.Summary = fmt.Sprintf("%d of %s failed", c.Failed+c.Errored, plural(c.Total, "test"))
+		if c.Errored > 0 {
+			rep.Summary += fmt.Sprintf(" (%d with an error)", c.Errored)
+		}
+	}
+	if c.Total > 0 {
+		if c.Skipped > 0 {
+			rep.Summary += fmt.Sprintf(", %d skipped", c.Skipped)
+		}
+		rep.Summary += fmt.Sprintf(" in %s.", c.Duration.Round(time.Millisecond))
+	}
+	if flaky > 0 {
+		rep.Summary += fmt.Sprintf(" %s passed only on a rerun.", plural(flaky, "test"))
+	}
+	return rep
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

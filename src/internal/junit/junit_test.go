@@ -298,11 +298,11 @@ func TestReportSaysWhatHappened(t *testing.T) {
 	if fmt.Sprint(rep.Figures) != want {
 		t.Errorf("figures %v, want %s", rep.Figures, want)
 	}
-	if rep := TestReport(insights.TestCounts{Total: 3, Duration: time.Second}, 1, nil, 0, ""); !rep.Passed ||
+	if rep := insights.TestReport(insights.TestCounts{Total: 3, Duration: time.Second}, 1, nil, 0, ""); !rep.Passed ||
 		rep.Summary != "All 3 tests passed in 1s. 1 test passed only on a rerun." || len(rep.Figures) != 6 {
 		t.Errorf("passing report %+v", rep)
 	}
-	if rep := TestReport(insights.TestCounts{}, 0, nil, 0, ""); !rep.Passed || rep.Summary != "No tests were found in the reports." {
+	if rep := insights.TestReport(insights.TestCounts{}, 0, nil, 0, ""); !rep.Passed || rep.Summary != "No tests were found in the reports." {
 		t.Errorf("empty report %+v", rep)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -38,6 +39,7 @@ type Env struct {
 	MirrorWorkspaces string `env:"BITBUCKET_RELAY_MIRROR_WORKSPACES" help:"With GITLAB_TOKEN: the Bitbucket Cloud workspaces (space- or comma-separated) a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
 	MirrorProjects   string `env:"BITBUCKET_RELAY_MIRROR_PROJECTS" help:"With GITLAB_TOKEN and BITBUCKET_SERVER_URL: the Data Center project keys a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
 	StatusToken      string `env:"BITBUCKET_RELAY_STATUS_TOKEN" help:"Turns on the status page (GET /status): a browser gives it as the password of HTTP Basic, with any user name. Not the webhook's token. Unset: /status answers 404."`
+	TestReports      string `env:"BITBUCKET_RELAY_TEST_REPORTS, default=true" help:"With GITLAB_TOKEN: when a pipeline ends, read its test summary (one GitLab request) for Data Center's testResults and publish a Code Insights test report with its failed tests; false turns it off (a route's test_reports: false, for its projects)."`
 	VerifyPerHour    int    `env:"BITBUCKET_RELAY_VERIFY_PER_HOUR, default=100" help:"With GITLAB_TOKEN: how many statuses per credential and hour the sweep reads back from Bitbucket, to post again one that shows something else; 0 turns it off. Counts against Bitbucket Cloud's 1,000 requests an hour."`
 
 	AccessToken       string `env:"BITBUCKET_ACCESS_TOKEN" help:"The default credential: an access token (Bearer) or, with BITBUCKET_USERNAME, an API token or password (Basic)."`
@@ -81,6 +83,8 @@ type Config struct {
 	// ReadBudget bounds the webhook bodies being read at once.
 	ReadBudget    int64
 	VerifyPerHour int
+	// TestReports: publish pipelines' test results (with GitLab).
+	TestReports bool
 	// StatusToken guards the status page; empty: no page.
 	StatusToken string
 	GitLab      *gitlab.Client // nil without GITLAB_TOKEN
@@ -193,6 +197,9 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	}
 	if c.ReadBudget < 1<<20 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_READ_BUDGET is %d: use a size in bytes of at least 1048576 (1 MiB)", c.ReadBudget)
+	}
+	if c.TestReports, err = strconv.ParseBool(e.TestReports); err != nil {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_TEST_REPORTS is %q: use true or false", e.TestReports)
 	}
 	if c.VerifyPerHour < 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_VERIFY_PER_HOUR is %d: use 0 (off) or more", c.VerifyPerHour)

@@ -51,7 +51,8 @@ func (r *Relay) routeOf(ctx context.Context, p gitlab.Pipeline) (Destination, er
 		if p.IsChild() && rt.ChildPipelines != childOwnStatus {
 			return Destination{}, childSkipped(p, via+" has no child_pipelines: own_status")
 		}
-		d := Destination{Credential: rt.Credential, Via: via, ChildPipelines: rt.ChildPipelines}
+		d := Destination{Credential: rt.Credential, Via: via, ChildPipelines: rt.ChildPipelines,
+			NoTestReports: rt.TestReports != nil && !*rt.TestReports}
 		if d.Credential == "" {
 			d.Credential = DefaultCredential
 		}

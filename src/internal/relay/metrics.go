@@ -24,6 +24,7 @@ type metrics struct {
 	gitlabErrors *prometheus.CounterVec
 	verified     *prometheus.CounterVec
 	pruned       *prometheus.CounterVec
+	reports      *prometheus.CounterVec
 }
 
 func newMetrics(st store.Store, servers *serverGates) *metrics {
@@ -43,12 +44,14 @@ func newMetrics(st store.Store, servers *serverGates) *metrics {
 		sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_sweeps_total",
 			Help: "Sweeps of recent pipelines, by outcome (ok, error)."}, []string{"outcome"}),
 		gitlabErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_gitlab_errors_total",
-			Help: "GitLab API calls that failed, by call (pipeline, mirror, bridges, list, projects) and HTTP code (none without an answer)."},
+			Help: "GitLab API calls that failed, by call (pipeline, mirror, bridges, list, projects, test_report_summary, test_report) and HTTP code (none without an answer)."},
 			[]string{"call", "code"}),
 		verified: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_verified_total",
 			Help: "Statuses the sweep read back from Bitbucket, by outcome (same, differs, error, over_budget)."}, []string{"outcome"}),
 		pruned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_pruned_total",
 			Help: "Rows deleted past BITBUCKET_RELAY_RETENTION, by kind (posted, abandoned, project)."}, []string{"kind"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_test_reports_total",
+			Help: "Test reports published to Bitbucket, by outcome (published, partial: without the failed tests, failed, paused, dropped)."}, []string{"outcome"}),
 	}
 	stats := func() store.Stats {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -66,7 +69,7 @@ func newMetrics(st store.Store, servers *serverGates) *metrics {
 		}
 		return time.Since(s.OldestPending).Seconds()
 	})
-	m.registry.MustRegister(m.events, m.posts, m.latency, m.skipped, m.sweeps, m.gitlabErrors, m.verified, m.pruned, pending, oldest,
+	m.registry.MustRegister(m.events, m.posts, m.latency, m.skipped, m.sweeps, m.gitlabErrors, m.verified, m.pruned, m.reports, pending, oldest,
 		&serverCollector{servers: servers})
 	return m
 }

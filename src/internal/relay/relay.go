@@ -63,6 +63,9 @@ type Relay struct {
 	pauseMu sync.Mutex
 	pauses  map[string]pause
 
+	// reports are the test reports published.
+	reports reports
+
 	verifyMu sync.Mutex
 	verify   map[string]*tokenBucket // per credential
 

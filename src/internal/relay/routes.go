@@ -68,6 +68,9 @@ type RouteSpec struct {
 	// projects posts: "skip" (the default: its parent's status covers it)
 	// or "own_status" (a status of its own, keyed by its trigger job).
 	ChildPipelines string `yaml:"child_pipelines"`
+	// TestReports: false publishes no test report for these projects (with
+	// GITLAB_TOKEN they are on by default).
+	TestReports *bool `yaml:"test_reports"`
 	// Skip: never report these projects.
 	Skip bool `yaml:"skip"`
 }
@@ -96,6 +99,8 @@ type Destination struct {
 	Via string
 	// ChildPipelines is the route's child_pipelines ("" is skip).
 	ChildPipelines string `json:",omitempty"`
+	// NoTestReports: the route says test_reports: false.
+	NoTestReports bool `json:",omitempty"`
 }
 
 // Server is the Bitbucket server the destination is on: Cloud's API or a

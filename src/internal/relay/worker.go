@@ -17,6 +17,7 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
 
@@ -57,6 +58,7 @@ func (r *Relay) Work(ctx context.Context) {
 	// freed says a post ended, so its slot can take the next row at once.
 	freed := make(chan struct{}, 1)
 	var inflight sync.WaitGroup
+	defer r.reports.inflight.Wait()
 	defer inflight.Wait()
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
@@ -212,6 +214,11 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
 		return store.Outcome{Done: true, Error: err.Error()}, serverUntried, attrs
 	}
+	var tests *insights.TestCounts
+	if r.wantsTests(p, d, s) {
+		tests = r.testCounts(ctx, p)
+		s.Tests = tests
+	}
 	attrs = append(attrs, "state", string(s.State), "key", s.Key)
 	tried := &store.Attempt{State: string(s.State), PipelineID: p.ID}
 	var posted bitbucket.Posted
@@ -227,6 +234,9 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 			attrs = append(attrs, "notice", posted.Notice)
 		}
 		tried.Code = posted.StatusCode
+		if tests != nil {
+			r.publishTests(p, d, *tests)
+		}
 		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID, ConfirmAfter: r.cfg.confirmAfter, Attempt: tried},
 			serverAnswered, append(attrs, "code", posted.StatusCode)
 	}

@@ -1,0 +1,247 @@
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
+)
+
+// TestReportSummary reads a pipeline's test counts, child pipelines
+// included, in one request (test_report_summary, GitLab 14.2). Total is 0
+// when the pipeline has no test report.
+func (c *Client) TestReportSummary(ctx context.Context, projectID, pipelineID int64) (insights.TestCounts, error) {
+	var s struct {
+		Total struct {
+			Time    float64 `json:"time"`
+			Count   int     `json:"count"`
+			Success int     `json:"success"`
+			Failed  int     `json:"failed"`
+			Skipped int     `json:"skipped"`
+			Error   int     `json:"error"`
+		} `json:"total"`
+	}
+	if _, err := c.get(ctx, fmt.Sprintf("projects/%d/pipelines/%d/test_report_summary", projectID, pipelineID), nil, &s); err != nil {
+		return insights.TestCounts{}, err
+	}
+	t := s.Total
+	seconds := time.Duration(0)
+	if t.Time > 0 && t.Time < 1e9 {
+		seconds = time.Duration(t.Time * float64(time.Second))
+	}
+	return insights.TestCounts{Total: max(t.Count, 0), Failed: max(t.Failed, 0), Errored: max(t.Error, 0), Skipped: max(t.Skipped, 0),
+		Duration: seconds}, nil
+}
+
+// maxTestReport bounds what is read of a pipeline's full test report,
+// which holds every passing case too: it is streamed, never held.
+const maxTestReport = 256 << 20
+
+// FailedTests reads the failed and errored cases of a pipeline's test
+// report (test_report: no pagination, every case), streaming the answer and
+// keeping at most limit, the first found. projectDir is where the jobs ran
+// (GitLab's default /builds/<path>), to make absolute file paths relative.
+func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, projectDir string, limit int) ([]insights.Finding, int, error) {
+	body, err := c.stream(ctx, fmt.Sprintf("projects/%d/pipelines/%d/test_report", projectID, pipelineID))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer body.Close()
+	collect := &insights.Collector{Limit: limit}
+	paths := insights.Paths{ProjectDir: projectDir}
+	limited := &io.LimitedReader{R: body, N: maxTestReport}
+	d := json.NewDecoder(limited)
+	err = walkObject(d, func(key string) error {
+		if key != "test_suites" {
+			return skipValue(d)
+		}
+		return walkArray(d, func() error {
+			return walkObject(d, func(key string) error {
+				if key != "test_cases" {
+					return skipValue(d)
+				}
+				return walkArray(d, func() error {
+					var tc testCase
+					if err := d.Decode(&tc); err != nil {
+						return err
+					}
+					if tc.Status == "failed" || tc.Status == "error" {
+						collect.Add(tc.finding(paths))
+					}
+					return nil
+				})
+			})
+		})
+	})
+	if limited.N <= 0 {
+		return nil, 0, fmt.Errorf("GitLab's test report of pipeline %d is larger than %d MB: not read", pipelineID, maxTestReport>>20)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading GitLab's test report of pipeline %d: %w", pipelineID, err)
+	}
+	found, omitted := collect.Findings()
+	return found, omitted, nil
+}
+
+// testCase is one case of GitLab's test report (TestCaseEntity).
+type testCase struct {
+	Status       string `json:"status"`
+	Name         string `json:"name"`
+	Classname    string `json:"classname"`
+	File         string `json:"file"`
+	SystemOutput string `json:"system_output"`
+	StackTrace   string `json:"stack_trace"`
+}
+
+var fileLine = regexp.MustCompile(`([A-Za-z0-9_./\\-]*[A-Za-z0-9_-]\.[A-Za-z0-9]+):(\d+)`)
+
+// finding is the case as the job's JUnit reader makes it (the same ID, so
+// a report moves between the job and the relay unchanged): GitLab keeps
+// the file attribute but no line, which the output may give.
+func (tc testCase) finding(paths insights.Paths) insights.Finding {
+	name := tc.Name
+	if tc.Classname != "" && !strings.Contains(tc.Name, tc.Classname) {
+		name = tc.Classname + " " + tc.Name
+	}
+	verb := "failed"
+	if tc.Status == "error" {
+		verb = "errored"
+	}
+	output := strings.TrimSpace(tc.SystemOutput + "\n" + tc.StackTrace)
+	first, rest := insights.FirstLine(output)
+	title := name + " " + verb
+	if first != "" {
+		title += ": " + first
+	}
+	f := insights.Finding{ID: insights.Fingerprint("junit", tc.Classname, tc.Name), Title: title, Details: insights.Cut(rest, 8<<10),
+		Severity: insights.Critical, Category: insights.Bug}
+	if p := paths.Relative(tc.File); p != "" {
+		f.Path = p
+		for _, m := range fileLine.FindAllStringSubmatch(output, 50) {
+			if paths.Relative(m[1]) == p {
+				f.Line, _ = strconv.Atoi(m[2])
+				break
+			}
+		}
+	}
+	return f
+}
+
+// stream opens /api/v4/<path> for reading; the caller closes it.
+func (c *Client) stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	u := strings.TrimRight(c.BaseURL, "/") + "/api/v4/" + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("PRIVATE-TOKEN", c.Token)
+	req.Header.Set("Accept", "application/json")
+	if c.UserAgent != "" {
+		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	client := c.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		e := &APIError{Method: http.MethodGet, URL: u, StatusCode: resp.StatusCode}
+		var doc struct {
+			Message any `json:"message"`
+		}
+		if json.Unmarshal(msg, &doc) == nil && doc.Message != nil {
+			e.Message = fmt.Sprint(doc.Message)
+		}
+		return nil, e
+	}
+	return resp.Body, nil
+}
+
+// walkObject reads a JSON object, calling each for every key with the
+// decoder before its value, which each must consume.
+func walkObject(d *json.Decoder, each func(key string) error) error {
+	if err := expectDelim(d, '{'); err != nil {
+		return err
+	}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if err := each(key); err != nil {
+			return err
+		}
+	}
+	_, err := d.Token()
+	return err
+}
+
+// walkArray reads a JSON array, calling each before every element, which
+// each must consume. null counts as an empty array.
+func walkArray(d *json.Decoder, each func() error) error {
+	tok, err := d.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil
+	}
+	if delim, ok := tok.(json.Delim); !ok || delim != '[' {
+		return fmt.Errorf("expected an array, found %v", tok)
+	}
+	for d.More() {
+		if err := each(); err != nil {
+			return err
+		}
+	}
+	_, err = d.Token()
+	return err
+}
+
+func expectDelim(d *json.Decoder, want json.Delim) error {
+	tok, err := d.Token()
+	if err != nil {
+		return err
+	}
+	if delim, ok := tok.(json.Delim); !ok || delim != want {
+		return fmt.Errorf("expected %v, found %v", want, tok)
+	}
+	return nil
+}
+
+// skipValue consumes one JSON value token by token, holding none of it.
+func skipValue(d *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+		if depth < 0 {
+			return errors.New("unbalanced JSON")
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
+)
+
+// reportTimeout bounds one report's publishing: GitLab's test report read
+// and the requests to Bitbucket.
+const reportTimeout = time.Minute
+
+// reportsSeenMax bounds the memory of which pipelines' reports were
+// published; past it, it starts again (a report published twice is
+// replaced, not doubled).
+const reportsSeenMax = 10_000
+
+// reports remembers the test reports published, so a status posted again
+// (a confirmation, a sweep) does not publish its report again.
+type reports struct {
+	mu       sync.Mutex
+	seen     map[string]bool
+	inflight sync.WaitGroup
+}
+
+func (rs *reports) first(key string) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.seen == nil || len(rs.seen) >= reportsSeenMax {
+		rs.seen = map[string]bool{}
+	}
+	if rs.seen[key] {
+		return false
+	}
+	rs.seen[key] = true
+	return true
+}
+
+func (rs *reports) forget(key string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	delete(rs.seen, key)
+}
+
+// wantsTests says whether a post of pipeline p to d carries test results:
+// with GITLAB_TOKEN, a final state, a parent (whose report includes its
+// children), and a route that did not turn them off.
+func (r *Relay) wantsTests(p gitlab.Pipeline, d Destination, s bitbucket.Status) bool {
+	return r.cfg.GitLab != nil && r.cfg.TestReports && !d.NoTestReports && s.State.Final() && !p.IsChild() && p.ProjectID > 0
+}
+
+// testCounts reads the pipeline's test summary (one GitLab request), for
+// Data Center's testResults and the test report; nil when there are no
+// tests or GitLab did not answer (the status goes without them).
+func (r *Relay) testCounts(ctx context.Context, p gitlab.Pipeline) *insights.TestCounts {
+	rctx, cancel := context.WithTimeout(ctx, gitlabLookupTimeout)
+	defer cancel()
+	c, err := r.cfg.GitLab.TestReportSummary(rctx, p.ProjectID, p.ID)
+	if err != nil {
+		r.countGitLabError("test_report_summary", err)
+		r.log.Warn("could not read the pipeline's test summary from GitLab: the status goes without test results",
+			"project", p.ProjectPath, "pipeline", p.ID, "error", err.Error())
+		return nil
+	}
+	if c.Total == 0 {
+		return nil
+	}
+	return &c
+}
+
+// publishTests publishes the pipeline's test report, after its status and
+// apart from it: a report that fails never delays or loses the status. It
+// is done once per pipeline, state and repository by this process.
+func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, counts insights.TestCounts) {
+	seen := d.Where() + "\x00" + p.SHA + "\x00" + p.ProjectPath + "\x00" + p.Status + "\x00" + strconv.FormatInt(p.ID, 10)
+	if !r.reports.first(seen) {
+		return
+	}
+	r.reports.inflight.Add(1)
+	go func() {
+		defer r.reports.inflight.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
+		defer cancel()
+		attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "repository", d.Where()}
+		outcome, err := r.publishTestsNow(ctx, p, d, counts)
+		r.metrics.reports.WithLabelValues(outcome).Inc()
+		switch {
+		case outcome == "partial":
+			// Published; the next post of this status tries the failed tests again.
+			r.reports.forget(seen)
+			r.log.Warn("test report published without its failed tests", append(attrs, "error", err.Error())...)
+			return
+		case err != nil:
+			r.reports.forget(seen)
+			r.log.Warn("test report not published", append(attrs, "outcome", outcome, "error", err.Error())...)
+			return
+		}
+		r.log.Info("test report published", append(attrs, "tests", counts.Total, "failed", counts.Failed+counts.Errored)...)
+	}()
+}
+
+func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destination, counts insights.TestCounts) (string, error) {
+	client := r.clients[d.Credential]
+	if client == nil {
+		return "dropped", errors.New("credential " + d.Credential + " is no longer configured")
+	}
+	if until := r.pausedUntil(d.Credential); !until.IsZero() {
+		return "paused", errors.New("the credential is paused by a rate limit until " + until.Format(time.RFC3339))
+	}
+	var findings []insights.Finding
+	omitted := 0
+	var readErr error
+	if counts.Failed+counts.Errored > 0 {
+		// GitLab's default builds directory, to make absolute paths relative.
+		findings, omitted, readErr = r.cfg.GitLab.FailedTests(ctx, p.ProjectID, p.ID, "/builds/"+p.ProjectPath, insights.MaxFindings)
+		if readErr != nil {
+			r.countGitLabError("test_report", readErr)
+		}
+	}
+	link := p.URL
+	if u, err := url.Parse(p.URL); err == nil && p.URL != "" {
+		link = u.JoinPath("test_report").String()
+	}
+	rep := insights.TestReport(counts, 0, findings, omitted, link)
+	if readErr != nil {
+		rep.Summary += " The failed tests could not be read from GitLab: see the pipeline's Tests tab."
+	}
+	in := bitbucket.Insights{Key: statuskey.Report(p.ProjectPath, string(insights.Tests), ""), Report: rep}
+	var reqs []bitbucket.Request
+	if d.DataCenter != nil {
+		reqs = d.DataCenter.ReportRequests(p.SHA, in)
+	} else {
+		reqs = d.Cloud.ReportRequests(p.SHA, in)
+	}
+	if _, err := client.Publish(ctx, reqs); err != nil {
+		var he *bitbucket.HTTPError
+		if errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests {
+			r.pauseCredential(d.Credential, he.RetryAfter)
+			return "paused", err
+		}
+		return "failed", err
+	}
+	if readErr != nil {
+		return "partial", readErr
+	}
+	return "published", nil
+}
