@@ -260,9 +260,18 @@ func markUnread(rep *insights.Report, unread []string) {
 // same directory in GitLab but not in every runner's imitation.
 func workspacePaths(env config.Env) insights.Paths {
 	cwd, _ := os.Getwd()
+	// Many failures name the same few files: each is looked up once.
+	known := map[string]bool{}
 	return insights.Paths{ProjectDir: cmp.Or(env.ProjectDir, cwd), Root: cwd, Exists: func(rel string) bool {
-		info, err := os.Stat(filepath.Join(cwd, filepath.FromSlash(rel)))
-		return err == nil && info.Mode().IsRegular()
+		exists, ok := known[rel]
+		if !ok {
+			info, err := os.Stat(filepath.Join(cwd, filepath.FromSlash(rel)))
+			exists = err == nil && info.Mode().IsRegular()
+			if len(known) < 10_000 {
+				known[rel] = exists
+			}
+		}
+		return exists
 	}}
 }
 
