@@ -129,3 +129,27 @@ func TestRelayTestReportsOff(t *testing.T) {
 		t.Errorf("%d requests: %v", n, bb.Requests())
 	}
 }
+
+// A slow GitLab never holds up a Cloud status: its test summary is read
+// after the post, for the report.
+func TestRelaySlowTestReportDoesNotDelayTheStatus(t *testing.T) {
+	t.Parallel()
+	bb := newBitbucket(t)
+	gl := newGitLabAPI(t)
+	gl.set(2045, "success", sha)
+	gl.summaries[2045] = `{"total":{"time":0.5,"count":1,"success":1,"failed":0,"skipped":0,"error":0}}`
+	gl.testDelay = 2 * time.Second
+	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0", "GITLAB_URL="+gl.url, "GITLAB_TOKEN="+gitlabToken)
+	sent := time.Now()
+	if code, _ := r.send("Pipeline Hook", hook("acme/widgets", 42, 2045, 7, "success", sha, "main", "")); code != 202 {
+		t.Fatal(code)
+	}
+	eventually(t, "the status", func() bool { return len(bb.posted()[statusPath]) == 1 }, r.log)
+	if waited := time.Since(sent); waited > 1500*time.Millisecond {
+		t.Errorf("the status took %s: it waited for GitLab's test summary", waited)
+	}
+	eventually(t, "the report, later", func() bool { rep, _ := bb.Report(sha, "gitlab~acme~widgets~tests"); return rep != nil }, r.log)
+	if rep, _ := bb.Report(sha, "gitlab~acme~widgets~tests"); !strings.Contains(string(rep), `"result":"PASSED"`) {
+		t.Errorf("report %s", rep)
+	}
+}

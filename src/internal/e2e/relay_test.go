@@ -485,7 +485,9 @@ type gitlabAPI struct {
 	// summaries and testReports are the test_report_summary and
 	// test_report answers, by pipeline id; a number is a status code.
 	summaries, testReports map[int64]string
-	url                    string
+	// testDelay holds the test report answers back this long.
+	testDelay time.Duration
+	url       string
 }
 
 func newGitLabAPI(t *testing.T) *gitlabAPI {
@@ -511,6 +513,11 @@ func newGitLabAPI(t *testing.T) *gitlabAPI {
 		case r.URL.Path == "/api/v4/projects/42":
 			_, _ = io.WriteString(w, `{"id":42,"path_with_namespace":"acme/widgets","import_url":null}`)
 		case strings.HasSuffix(r.URL.Path, "/test_report_summary") || strings.HasSuffix(r.URL.Path, "/test_report"):
+			if g.testDelay > 0 {
+				g.mu.Unlock()
+				time.Sleep(g.testDelay)
+				g.mu.Lock()
+			}
 			answers := g.summaries
 			if strings.HasSuffix(r.URL.Path, "/test_report") {
 				answers = g.testReports

@@ -486,6 +486,8 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 func (s *Server) dataCenterStatus(w http.ResponseWriter, commit string, body []byte, states map[string]bool) {
 	var st struct {
 		Key, State, URL, Name, Description string
+		Ref, BuildNumber, Parent           string
+		Duration                           *int64
 		TestResults                        *struct {
 			Successful, Failed, Skipped *int
 		}
@@ -502,6 +504,16 @@ func (s *Server) dataCenterStatus(w http.ResponseWriter, commit string, body []b
 		bad("state: invalid value " + st.State + ".")
 	case st.URL == "" || len(st.URL) > 450 || !validURL(st.URL):
 		bad("url: must be a valid URL of at most 450 characters.")
+	case len(st.Name) > 255:
+		bad("name: must be at most 255 characters.")
+	case st.Ref != "" && (!strings.HasPrefix(st.Ref, "refs/") || len(st.Ref) > 1024):
+		bad("ref: must match ^refs/.* and be at most 1024 characters.")
+	case len(st.BuildNumber) > 255:
+		bad("buildNumber: must be at most 255 characters.")
+	case len(st.Parent) > 1024:
+		bad("parent: must be at most 1024 characters.")
+	case st.Duration != nil && *st.Duration < 0:
+		bad("duration: must be at least 0.")
 	case st.TestResults != nil && (st.TestResults.Successful == nil || st.TestResults.Failed == nil || st.TestResults.Skipped == nil ||
 		*st.TestResults.Successful < 0 || *st.TestResults.Failed < 0 || *st.TestResults.Skipped < 0):
 		bad("testResults: successful, failed and skipped must each be a number of at least 0.")

@@ -58,29 +58,40 @@ func (r *Relay) wantsTests(p gitlab.Pipeline, d Destination, s bitbucket.Status)
 	return r.cfg.GitLab != nil && r.cfg.TestReports && !d.NoTestReports && s.State.Final() && !p.IsChild() && p.ProjectID > 0
 }
 
-// testCounts reads the pipeline's test summary (one GitLab request), for
-// Data Center's testResults and the test report; nil when there are no
-// tests or GitLab did not answer (the status goes without them).
-func (r *Relay) testCounts(ctx context.Context, p gitlab.Pipeline) *insights.TestCounts {
+// testSummary is what GitLab said of a pipeline's tests; nil if it did
+// not answer.
+type testSummary struct{ insights.TestCounts }
+
+// counts are the counts for a status: nil without tests or an answer.
+func (t *testSummary) counts() *insights.TestCounts {
+	if t == nil || t.Total == 0 {
+		return nil
+	}
+	return &t.TestCounts
+}
+
+// testCounts reads the pipeline's test summary (one GitLab request, child
+// pipelines included), waiting at most gitlabLookupTimeout; nil when
+// GitLab did not answer (the status goes without the counts).
+func (r *Relay) testCounts(ctx context.Context, p gitlab.Pipeline) *testSummary {
 	rctx, cancel := context.WithTimeout(ctx, gitlabLookupTimeout)
 	defer cancel()
 	c, err := r.cfg.GitLab.TestReportSummary(rctx, p.ProjectID, p.ID)
 	if err != nil {
 		r.countGitLabError("test_report_summary", err)
-		r.log.Warn("could not read the pipeline's test summary from GitLab: the status goes without test results",
+		r.log.Warn("could not read the pipeline's test summary from GitLab: no test results for it",
 			"project", p.ProjectPath, "pipeline", p.ID, "error", err.Error())
 		return nil
 	}
-	if c.Total == 0 {
-		return nil
-	}
-	return &c
+	return &testSummary{c}
 }
 
 // publishTests publishes the pipeline's test report, after its status and
-// apart from it: a report that fails never delays or loses the status. It
-// is done once per pipeline, state and repository by this process.
-func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, counts insights.TestCounts) {
+// apart from it: a report that fails never delays or loses the status.
+// known is the summary read for the status, if it was (Data Center); else
+// it is read here. It is done once per pipeline, state and repository by
+// this process; a pipeline without tests gets no report.
+func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, known *testSummary) {
 	seen := d.Where() + "\x00" + p.SHA + "\x00" + p.ProjectPath + "\x00" + p.Status + "\x00" + strconv.FormatInt(p.ID, 10)
 	if !r.reports.first(seen) {
 		return
@@ -90,6 +101,17 @@ func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, counts insights.T
 		defer r.reports.inflight.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
 		defer cancel()
+		summary := known
+		if summary == nil {
+			if summary = r.testCounts(ctx, p); summary == nil {
+				r.reports.forget(seen)
+				return
+			}
+		}
+		if summary.Total == 0 {
+			return
+		}
+		counts := summary.TestCounts
 		attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "repository", d.Where()}
 		outcome, err := r.publishTestsNow(ctx, p, d, counts)
 		r.metrics.reports.WithLabelValues(outcome).Inc()

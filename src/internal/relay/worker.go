@@ -17,7 +17,6 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
 
@@ -214,10 +213,14 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
 		return store.Outcome{Done: true, Error: err.Error()}, serverUntried, attrs
 	}
-	var tests *insights.TestCounts
-	if r.wantsTests(p, d, s) {
+	wantsTests := r.wantsTests(p, d, s)
+	var tests *testSummary
+	if wantsTests && d.DataCenter != nil {
+		// Data Center shows the counts on the status itself: they are read
+		// first, waiting for GitLab at most gitlabLookupTimeout. Cloud's
+		// status has no such field: its report reads them after the post.
 		tests = r.testCounts(ctx, p)
-		s.Tests = tests
+		s.Tests = tests.counts()
 	}
 	attrs = append(attrs, "state", string(s.State), "key", s.Key)
 	tried := &store.Attempt{State: string(s.State), PipelineID: p.ID}
@@ -234,8 +237,8 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 			attrs = append(attrs, "notice", posted.Notice)
 		}
 		tried.Code = posted.StatusCode
-		if tests != nil {
-			r.publishTests(p, d, *tests)
+		if wantsTests {
+			r.publishTests(p, d, tests)
 		}
 		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID, ConfirmAfter: r.cfg.confirmAfter, Attempt: tried},
 			serverAnswered, append(attrs, "code", posted.StatusCode)
