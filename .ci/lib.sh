@@ -58,6 +58,21 @@ expect_eq() {
   printf 'ok: %s\n' "$1"
 }
 
+# free_port: a loopback port nothing listens on, below Linux's ephemeral range
+# (32768-60999), where the kernel's own choices for outgoing connections and
+# other tests' listeners (port 0) could take it between the check and its use.
+free_port() {
+  local port
+  for _ in $(seq 50); do
+    port=$(( 10000 + RANDOM % 22000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
+  fail "no free loopback port found"
+}
+
 # start_postgres DIR: a throwaway PostgreSQL cluster in DIR on a free loopback
 # port, as the postgres user when run as root (the server refuses to run as
 # root); sets PG_URL (database "relay") and PG_CTL for stop/start.
@@ -67,7 +82,7 @@ start_postgres() {
   local as=()
   if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; as=(runuser -u postgres --); fi
   "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-  PG_PORT=$(( 40000 + RANDOM % 10000 ))
+  PG_PORT=$(free_port)
   PG_CTL=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300")
   "${PG_CTL[@]}" -w start >/dev/null || fail "PostgreSQL did not start: $(cat "$dir/log")"
   "$bin/psql" -q "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -c 'CREATE DATABASE relay' >/dev/null
