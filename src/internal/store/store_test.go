@@ -42,7 +42,10 @@ func openTestPostgres(t *testing.T) Store {
 	}
 	defer admin.Close()
 	name := fmt.Sprintf("store_test_%d_%d", os.Getpid(), testDB.Add(1))
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	// A libc collation, as production databases have (en_US.UTF-8 and the
+	// like), not the test server's default "C", under which a query that
+	// forgets the commit index's COLLATE "C" would still find the index.
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0 LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"); err != nil {
 		t.Fatal(err)
 	}
 	s, err := OpenPostgres(ctx, WithDatabase(url, name))

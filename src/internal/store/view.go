@@ -68,15 +68,7 @@ const FindCountLimit = 1000
 
 // find reads the statuses a Find asks for, with their history.
 func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, error) {
-	where, args := `project_path = ?`, []any{f.Project}
-	if f.Commit != "" {
-		// A prefix is a range of the index: every hash that starts with it
-		// sorts before the prefix followed by "g", hex digits being below it.
-		where, args = `commit_sha `+d.collate+` >= ? AND commit_sha `+d.collate+` < ?`, []any{f.Commit, f.Commit + "g"}
-		if len(f.Commit) >= 40 {
-			where, args = `commit_sha = ?`, []any{f.Commit}
-		}
-	}
+	where, args := findWhere(d, f)
 	// Counted up to FindCountLimit: a short prefix may match a great many,
 	// and how many exactly past that helps no one.
 	var total int
@@ -97,6 +89,21 @@ func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, err
 		}
 	}
 	return out, total, nil
+}
+
+// findWhere is the condition a Find searches with, always on an index:
+// statuses_project, or statuses_commit in its byte-wise collation.
+func findWhere(d dialect, f Find) (string, []any) {
+	if f.Commit == "" {
+		return `project_path = ?`, []any{f.Project}
+	}
+	if len(f.Commit) >= 40 {
+		// In the index's collation, or PostgreSQL cannot use it.
+		return `commit_sha ` + d.collate + ` = ?`, []any{f.Commit}
+	}
+	// A prefix is a range of the index: every hash that starts with it
+	// sorts before the prefix followed by "g", hex digits being below it.
+	return `commit_sha ` + d.collate + ` >= ? AND commit_sha ` + d.collate + ` < ?`, []any{f.Commit, f.Commit + "g"}
 }
 
 // history reads a status's last n entries, newest first.

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +86,76 @@ func TestHistoryIsKeptBoundedAndFound(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSearchesFollowAnIndex: every search the status page makes looks its
+// rows up in an index, whatever the table's size (PostgreSQL is told to
+// avoid a scan it could make; one it must make shows in the plan). Reading
+// a whole index is no better than reading the table: PostgreSQL shows an
+// "Index Cond" only for a lookup, SQLite a SEARCH.
+func TestSearchesFollowAnIndex(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		conn, err := dbOf(s).Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		d, explain, lookup := sqliteSQL, "EXPLAIN QUERY PLAN ", "SEARCH statuses USING "
+		if _, ok := s.(*Postgres); ok {
+			d, explain, lookup = postgresSQL, "EXPLAIN ", "Index Cond"
+			if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			find  Find
+			index string
+		}{
+			{Find{Commit: "0123456789abcdef0123456789abcdef01234567"}, "statuses_commit"},
+			{Find{Commit: "0123456"}, "statuses_commit"},
+			{Find{Project: "acme/widgets"}, "statuses_project"},
+		} {
+			where, args := findWhere(d, c.find)
+			rows, err := conn.QueryContext(ctx, d.sql(explain+`SELECT 1 FROM statuses WHERE `+where), args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]any, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				_ = rows.Scan(ptrs...)
+				plan = append(plan, fmt.Sprint(vals...))
+			}
+			rows.Close()
+			if text := fmt.Sprint(plan); !strings.Contains(text, c.index) || !strings.Contains(text, lookup) {
+				t.Errorf("%+v: the plan does not look up %s (%q): %s", c.find, c.index, lookup, text)
+			}
+		}
+	})
+}
+
+// TestPostgresQueriesAreNotCompiled: JIT compilation is off on the relay's
+// connections, the status command's reader included.
+func TestPostgresQueriesAreNotCompiled(t *testing.T) {
+	s, ok := openTestPostgres(t).(*Postgres)
+	if !ok {
+		t.Fatal("not PostgreSQL")
+	}
+	reader, err := OpenPostgresReader(context.Background(), s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	for name, db := range map[string]*sql.DB{"store": s.db, "writer": s.work, "reader": reader.db} {
+		var jit string
+		if err := db.QueryRow("SHOW jit").Scan(&jit); err != nil || jit != "off" {
+			t.Errorf("%s: jit = %q, %v", name, jit, err)
+		}
+	}
 }
