@@ -62,7 +62,6 @@ CREATE TABLE IF NOT EXISTS statuses (
 	posted_pipeline BIGINT NOT NULL DEFAULT 0,
 	last_error TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS statuses_due ON statuses (next_attempt_at, accepted_at) WHERE pending;
 CREATE TABLE IF NOT EXISTS projects (
 	id BIGINT PRIMARY KEY,
 	path TEXT NOT NULL,
@@ -91,6 +90,8 @@ CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at BIGINT NOT NULL, p
 
 // pgIndexes need the columns added after the first release.
 const pgIndexes = `
+DROP INDEX IF EXISTS statuses_due;
+CREATE INDEX IF NOT EXISTS statuses_server_due ON statuses (server, next_attempt_at, accepted_at) WHERE pending;
 CREATE INDEX IF NOT EXISTS statuses_commit ON statuses (commit_sha COLLATE "C");
 CREATE INDEX IF NOT EXISTS statuses_project ON statuses (project_path, updated_at);`
 
@@ -199,11 +200,28 @@ func lockStatuses(ctx context.Context, tx *sql.Tx, keys []string) error {
 // the row; SKIP LOCKED keeps it from waiting at all. The time is
 // PostgreSQL's now() (the statement's start; stable, so the index of due
 // rows is used); the lease left is counted to the moment of the answer.
+//
+// Due rows are looked up server by server (the servers found by skipping
+// through the index, one step each), the oldest of each, so that a server
+// whose breaker is open, with a backlog of any size, costs one step: a
+// single walk of all due rows in order went through its whole backlog at
+// every claim.
 var pgClaimSQL = postgresSQL.sql(`
 UPDATE statuses SET lease_owner = ?, lease_until = {stable_now} + ? WHERE lease_until <= {stable_now} AND id IN (
-	SELECT id FROM statuses WHERE pending AND next_attempt_at <= {stable_now} AND lease_until <= {stable_now} AND strpos(?, '|' || server || '|') = 0
-	ORDER BY next_attempt_at, accepted_at LIMIT ?
-	FOR UPDATE SKIP LOCKED)
+	SELECT d.id FROM (
+		WITH RECURSIVE pending_servers(server) AS (
+			SELECT (SELECT server FROM statuses WHERE pending ORDER BY server LIMIT 1)
+			UNION ALL
+			SELECT (SELECT s.server FROM statuses s WHERE s.pending AND s.server > pending_servers.server ORDER BY s.server LIMIT 1)
+			FROM pending_servers WHERE pending_servers.server IS NOT NULL
+		)
+		SELECT server FROM pending_servers WHERE server IS NOT NULL AND strpos(?, '|' || server || '|') = 0
+	) AS due_servers CROSS JOIN LATERAL (
+		SELECT x.id, x.next_attempt_at, x.accepted_at FROM statuses x WHERE x.pending AND x.server = due_servers.server
+			AND x.next_attempt_at <= {stable_now} AND x.lease_until <= {stable_now}
+		ORDER BY x.next_attempt_at, x.accepted_at LIMIT ? FOR UPDATE SKIP LOCKED
+	) AS d
+	ORDER BY d.next_attempt_at, d.accepted_at LIMIT ?)
 RETURNING ` + rowColumns + `, lease_until - {now}`)
 
 // Accept implements Store.
@@ -257,7 +275,7 @@ func (s *Postgres) Get(ctx context.Context, id string) (*Row, error) {
 // Claim implements Store, by PostgreSQL's clock: a replica whose own clock
 // is off still holds a row exactly as long as the database says.
 func (s *Postgres) Claim(ctx context.Context, c Claim) ([]Row, error) {
-	return collectRows(s.work.QueryContext(ctx, pgClaimSQL, c.Owner, c.Lease.Milliseconds(), skipList(c.Skip), c.Limit))
+	return collectRows(s.work.QueryContext(ctx, pgClaimSQL, c.Owner, c.Lease.Milliseconds(), skipList(c.Skip), c.Limit, c.Limit))
 }
 
 // Finish implements Store, in one transaction.

@@ -46,7 +46,6 @@ CREATE TABLE IF NOT EXISTS statuses (
 	posted_pipeline INTEGER NOT NULL DEFAULT 0,
 	last_error TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS statuses_due ON statuses (next_attempt_at, accepted_at) WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS projects (
 	id INTEGER PRIMARY KEY,
 	path TEXT NOT NULL,
@@ -75,6 +74,8 @@ CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, 
 
 // sqliteIndexes need the columns added after the first release.
 const sqliteIndexes = `
+DROP INDEX IF EXISTS statuses_due;
+CREATE INDEX IF NOT EXISTS statuses_server_due ON statuses (server, next_attempt_at, accepted_at) WHERE pending = 1;
 CREATE INDEX IF NOT EXISTS statuses_commit ON statuses (commit_sha);
 CREATE INDEX IF NOT EXISTS statuses_project ON statuses (project_path, updated_at);`
 
@@ -152,10 +153,25 @@ func openSQLite(ctx context.Context, dir, driverName string) (*SQLite, error) {
 // time is a parameter, read from this process's clock (SQLite's clock is
 // the same one): a time function in the WHERE clause would keep SQLite from
 // using the index of due rows.
+//
+// Due rows are looked up server by server (the servers found by skipping
+// through the index, one step each), the oldest of each, so that a server
+// whose breaker is open, with a backlog of any size, costs one step: a
+// single walk of all due rows in order went through its whole backlog at
+// every claim. The correlated IN is SQLite's way of a LATERAL join.
 const sqliteClaimSQL = `
 UPDATE statuses SET lease_owner = ?2, lease_until = ?1 + ?3 WHERE id IN (
-	SELECT id FROM statuses WHERE pending = 1 AND next_attempt_at <= ?1 AND lease_until <= ?1 AND instr(?4, '|' || server || '|') = 0
-	ORDER BY next_attempt_at, accepted_at LIMIT ?5)
+	WITH RECURSIVE pending_servers(server) AS (
+		SELECT (SELECT server FROM statuses WHERE pending = 1 ORDER BY server LIMIT 1)
+		UNION ALL
+		SELECT (SELECT s.server FROM statuses s WHERE s.pending = 1 AND s.server > pending_servers.server ORDER BY s.server LIMIT 1)
+		FROM pending_servers WHERE pending_servers.server IS NOT NULL
+	)
+	SELECT d.id FROM pending_servers JOIN statuses d ON d.id IN (
+		SELECT x.id FROM statuses x WHERE x.pending = 1 AND x.server = pending_servers.server AND x.next_attempt_at <= ?1 AND x.lease_until <= ?1
+		ORDER BY x.next_attempt_at, x.accepted_at LIMIT ?5)
+	WHERE pending_servers.server IS NOT NULL AND instr(?4, '|' || pending_servers.server || '|') = 0
+	ORDER BY d.next_attempt_at, d.accepted_at LIMIT ?5)
 RETURNING ` + rowColumns + `, lease_until - ?1`
 
 // Accept implements Store.
