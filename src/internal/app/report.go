@@ -193,6 +193,7 @@ func (r *runner) readReports(env config.Env, run *config.Run, o reportOptions) (
 		if files > 0 || len(unread) > 0 {
 			rep := jr.Report(link("test_report"))
 			markUnread(&rep, unread)
+			rep.Scrub(r.secrets.Scrub)
 			out = append(out, bitbucket.Insights{Key: statuskey.Report(env.ProjectPath, string(insights.Tests), o.key), Report: rep})
 		}
 	}
@@ -203,6 +204,7 @@ func (r *runner) readReports(env config.Env, run *config.Run, o reportOptions) (
 		if files > 0 || len(unread) > 0 {
 			rep := cr.Report(link("codequality_report"), o.failOn)
 			markUnread(&rep, unread)
+			rep.Scrub(r.secrets.Scrub)
 			out = append(out, bitbucket.Insights{Key: statuskey.Report(env.ProjectPath, string(insights.CodeQuality), o.key), Report: rep})
 		}
 	}

@@ -21,7 +21,7 @@ func testReport() string {
 	}
 	b.WriteString(`{"status":"failed","name":"test_total","classname":"tests.test_cart","file":"/builds/acme/widgets/tests/test_cart.py","execution_time":0.3,` +
 		`"system_output":"assert 25 == 30\ntests/test_cart.py:9: AssertionError","stack_trace":null,"recent_failures":{"count":2,"base_branch":"main"}},`)
-	b.WriteString(`{"status":"error","name":"test_db","classname":"tests.test_cart","file":null,"execution_time":0,"system_output":"fixture 'db' not found","stack_trace":null},`)
+	b.WriteString(`{"status":"error","name":"test_db","classname":"tests.test_cart","file":null,"execution_time":0,"system_output":"fixture 'db' not found\nenv: BITBUCKET_ACCESS_TOKEN=` + token + `","stack_trace":null},`)
 	b.WriteString(`{"status":"skipped","name":"test_later","classname":"tests.test_cart","file":null,"execution_time":0,"system_output":null,"stack_trace":null}]},`)
 	b.WriteString(`{"name":"broken-job","total_count":0,"suite_error":"JUnit XML parsing failed: 1:1: FATAL: Document is empty","test_cases":[]}]}`)
 	return b.String()
@@ -64,6 +64,15 @@ func TestRelayPublishesTestReports(t *testing.T) {
 	}
 	if w := "[tests/test_cart.py:9 HIGH tests.test_cart test_total failed: assert 25 == 30 :0 HIGH tests.test_cart test_db errored: fixture 'db' not found]"; fmt.Sprint(got) != w {
 		t.Errorf("annotations\n got %v\nwant %s", got, w)
+	}
+	// A test that printed the relay's credential does not send it on.
+	for _, req := range bb.Requests() {
+		if strings.Contains(string(req.Body), token) {
+			t.Errorf("%s %s sent the credential", req.Method, req.Path)
+		}
+	}
+	if !strings.Contains(string(annotations[1]), `env: BITBUCKET_ACCESS_TOKEN=[REDACTED]`) {
+		t.Errorf("annotation %s", annotations[1])
 	}
 	// The status first, never held up by the report.
 	var order []string

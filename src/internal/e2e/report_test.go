@@ -307,3 +307,24 @@ func TestReportDryRun(t *testing.T) {
 		t.Errorf("%+v, %d requests", o, len(s.Requests()))
 	}
 }
+
+// A test that prints the credential does not send it to Bitbucket: report
+// texts are scrubbed as the output is.
+func TestReportNeverSendsTheCredential(t *testing.T) {
+	t.Parallel()
+	s, url := server(t, &fakebitbucket.Server{})
+	leak := `<testsuite name="s"><testcase classname="c" name="env"><failure message="BITBUCKET_ACCESS_TOKEN=` + token + `">env: BITBUCKET_ACCESS_TOKEN=` + token + `</failure></testcase></testsuite>`
+	dir := reportWorkspace(t, map[string]string{"junit.xml": leak})
+	if o := runIn(t, dir, reportJob(url, dir, "BITBUCKET_JUNIT=junit.xml"), "report"); o.code != 0 {
+		t.Fatalf("%+v", o)
+	}
+	_, annotations := s.Report(sha, "gitlab~acme~widgets~tests")
+	if len(annotations) != 1 || !strings.Contains(string(annotations[0]), `"summary":"c env failed: BITBUCKET_ACCESS_TOKEN=[REDACTED]"`) {
+		t.Errorf("annotations %s", annotations)
+	}
+	for _, r := range s.Requests() {
+		if strings.Contains(string(r.Body), token) {
+			t.Errorf("%s %s sent the credential: %s", r.Method, r.Path, r.Body)
+		}
+	}
+}

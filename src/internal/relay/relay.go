@@ -65,6 +65,8 @@ type Relay struct {
 
 	// reports are the test reports published.
 	reports reports
+	// secrets are removed from what reports send (test output may print one).
+	secrets *redact.Set
 
 	verifyMu sync.Mutex
 	verify   map[string]*tokenBucket // per credential
@@ -115,7 +117,7 @@ func New(cfg *Config, st store.Store, o Options) *Relay {
 	r := &Relay{cfg: cfg, store: st, clients: map[string]*bitbucket.Client{}, log: logger, owner: newOwner(),
 		wake: make(chan struct{}, 1), mirrors: map[int64]mirrorEntry{}, pauses: map[string]pause{}, triggers: map[int64]string{},
 		verify: map[string]*tokenBucket{}, bodies: newReadBudget(smallBodyBudget, cfg.ReadBudget),
-		refusals: sampler{interval: 10 * time.Second}}
+		refusals: sampler{interval: 10 * time.Second}, secrets: o.Secrets}
 	r.servers = newServerGates(cfg.ServerWorkers, cfg.RetryBase, logger)
 	r.metrics = newMetrics(st, r.servers)
 	for name, auth := range cfg.Credentials {

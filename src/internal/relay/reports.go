@@ -156,6 +156,9 @@ func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destin
 	if readErr != nil {
 		rep.Summary += " The failed tests could not be read from GitLab: see the pipeline's Tests tab."
 	}
+	if r.secrets != nil {
+		rep.Scrub(r.secrets.Scrub)
+	}
 	in := bitbucket.Insights{Key: statuskey.Report(p.ProjectPath, string(insights.Tests), ""), Report: rep}
 	var reqs []bitbucket.Request
 	if d.DataCenter != nil {
