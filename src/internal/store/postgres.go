@@ -167,10 +167,10 @@ func WithDatabase(url, name string) string {
 }
 
 // withoutJIT turns PostgreSQL's JIT compilation off for the relay's
-// connections: its statements are small and indexed, but on a store of
-// 100,000 statuses the planner's cost estimates cross jit_above_cost and
-// each search or overview spent 100 to 300 ms compiling itself (measured by
-// the relay's benchmark) to run in a few.
+// connections: its statements are small and indexed, but on a large store
+// (freshly filled, not yet analyzed) the planner's estimates can cross
+// jit_above_cost, and a page's queries then spent 100 to 300 ms compiling
+// themselves to run in a few.
 func withoutJIT(url string) string { return withParam(url, "jit", "off") }
 
 func withParam(url, key, value string) string {
