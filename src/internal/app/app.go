@@ -223,14 +223,14 @@ func (r *runner) stateFrom(c *cli.Context, env config.Env) (state.State, error) 
 	}
 	if word == "" {
 		return "", usagef("no STATE: give one, as in bitbucket-status running, or set BUILD_STATUS; accepted: %s. "+
-			"Commands: check, version; see --help", state.Accepted)
+			"Commands: check, report, version; see --help", state.Accepted)
 	}
 	if strings.HasPrefix(word, "-") {
 		return "", usagef("%q looks like an option, but options go before STATE: see bitbucket-status --help", word)
 	}
 	s, err := state.Parse(word)
 	if err != nil {
-		return "", usagef("%s: %v (or the commands check and version)", from, err)
+		return "", usagef("%s: %v (or the commands check, report and version)", from, err)
 	}
 	return s, nil
 }

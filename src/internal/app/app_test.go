@@ -162,13 +162,13 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{gitlabEnv(), nil, "bitbucket-status: no STATE: give one, as in bitbucket-status running, or set BUILD_STATUS; accepted: " +
 			"running, pending, created, manual, scheduled, waiting_for_resource, preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, " +
-			"successful (SUCCESSFUL); failed, failure (FAILED); canceled, canceling, cancelled, stopped, skipped (STOPPED). Commands: check, version; see --help\n"},
+			"successful (SUCCESSFUL); failed, failure (FAILED); canceled, canceling, cancelled, stopped, skipped (STOPPED). Commands: check, report, version; see --help\n"},
 		{gitlabEnv(), []string{"pased"}, `bitbucket-status: STATE: unknown state "pased": use one of running, pending, created, manual, scheduled, ` +
 			`waiting_for_resource, preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
-			"canceled, canceling, cancelled, stopped, skipped (STOPPED) (or the commands check and version)\n"},
+			"canceled, canceling, cancelled, stopped, skipped (STOPPED) (or the commands check, report and version)\n"},
 		{gitlabEnv("BUILD_STATUS", "green"), nil, `bitbucket-status: BUILD_STATUS: unknown state "green": use one of running, pending, created, manual, scheduled, ` +
 			`waiting_for_resource, preparing, waiting_for_callback, inprogress (INPROGRESS); passed, success, successful (SUCCESSFUL); failed, failure (FAILED); ` +
-			"canceled, canceling, cancelled, stopped, skipped (STOPPED) (or the commands check and version)\n"},
+			"canceled, canceling, cancelled, stopped, skipped (STOPPED) (or the commands check, report and version)\n"},
 		{gitlabEnv(), []string{"running", "--dry-run"}, "bitbucket-status: expected one STATE argument, got 2 (running --dry-run): " +
 			"options go before STATE, as in bitbucket-status --dry-run running\n"},
 		{gitlabEnv(), []string{"--bogus", "running"}, "bitbucket-status: flag provided but not defined: -bogus (see bitbucket-status --help)\n"},
@@ -197,7 +197,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("--help: %+v", r)
 	}
-	for _, args := range [][]string{{"-h"}, {"help"}, {"check", "--help"}} {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"check", "--help"}, {"report", "--help"}} {
 		if other := run(t, gitlabEnv(), nil, args...); other != r {
 			t.Errorf("%v differs from --help: %+v", args, other)
 		}
@@ -207,7 +207,8 @@ func TestVersionAndHelp(t *testing.T) {
 			t.Errorf("--help does not explain %s", v.Name)
 		}
 	}
-	for _, s := range []string{"EXIT CODES:", "   2   usage or configuration error", "(default https://api.bitbucket.org/2.0)", "(default 60s)"} {
+	for _, s := range []string{"EXIT CODES:", "   2   usage or configuration error", "(default https://api.bitbucket.org/2.0)", "(default 60s)",
+		"   bitbucket-status report [--dry-run] [--junit GLOB]...", "   --fail-on SEVERITY ", "report: only with --strict"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("--help lacks %q", s)
 		}
