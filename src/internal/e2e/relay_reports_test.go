@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,8 @@ func TestRelayPublishesTestReports(t *testing.T) {
 	gl.set(2045, "failed", sha)
 	gl.summaries[2045] = testSummary
 	gl.testReports[2045] = testReport()
-	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0", "GITLAB_URL="+gl.url, "GITLAB_TOKEN="+gitlabToken)
+	data := t.TempDir()
+	r := startRelay(t, data, "BITBUCKET_API_URL="+bb.url+"/2.0", "GITLAB_URL="+gl.url, "GITLAB_TOKEN="+gitlabToken)
 	if code, _ := r.send("Pipeline Hook", hook("acme/widgets", 42, 2045, 7, "failed", sha, "main", "")); code != 202 {
 		t.Fatal(code)
 	}
@@ -83,6 +85,14 @@ func TestRelayPublishesTestReports(t *testing.T) {
 		t.Errorf("requests %v, want %s", order, w)
 	}
 	eventually(t, "the metric", func() bool { return r.metric(`bitbucket_relay_test_reports_total{outcome="published"}`) == 1 }, r.log)
+	// The operator sees it in the status's history.
+	var out []byte
+	eventually(t, "the report in the status's history", func() bool {
+		cmd := exec.Command(relayBinary, "status", "--commit", sha)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "BITBUCKET_RELAY_DATA=" + data}
+		out, _ = cmd.CombinedOutput()
+		return strings.Contains(string(out), "report pipeline 2045 FAILED: 200: test report published: 2 of 2003 tests failed (1 with an error), 1 skipped in 1.5s. (2 annotations)")
+	}, func() string { return string(out) })
 }
 
 // GitLab's test report fails: the status still goes, with the counts, and

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
 
 // reportTimeout bounds one report's publishing: GitLab's test report read
@@ -91,7 +93,7 @@ func (r *Relay) testCounts(ctx context.Context, p gitlab.Pipeline) *testSummary 
 // known is the summary read for the status, if it was (Data Center); else
 // it is read here. It is done once per pipeline, state and repository by
 // this process; a pipeline without tests gets no report.
-func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, known *testSummary) {
+func (r *Relay) publishTests(statusID string, p gitlab.Pipeline, d Destination, known *testSummary) {
 	seen := d.Where() + "\x00" + p.SHA + "\x00" + p.ProjectPath + "\x00" + p.Status + "\x00" + strconv.FormatInt(p.ID, 10)
 	if !r.reports.first(seen) {
 		return
@@ -113,8 +115,9 @@ func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, known *testSummar
 		}
 		counts := summary.TestCounts
 		attrs := []any{"project", p.ProjectPath, "pipeline", p.ID, "commit", p.SHA, "repository", d.Where()}
-		outcome, err := r.publishTestsNow(ctx, p, d, counts)
+		outcome, rep, err := r.publishTestsNow(ctx, p, d, counts)
 		r.metrics.reports.WithLabelValues(outcome).Inc()
+		r.noteReport(ctx, statusID, p, rep, outcome, err)
 		switch {
 		case outcome == "partial":
 			// Published; the next post of this status tries the failed tests again.
@@ -130,13 +133,15 @@ func (r *Relay) publishTests(p gitlab.Pipeline, d Destination, known *testSummar
 	}()
 }
 
-func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destination, counts insights.TestCounts) (string, error) {
+// publishTestsNow publishes the report: the outcome (a metric's label),
+// the report sent, and why it failed, if it did.
+func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destination, counts insights.TestCounts) (string, insights.Report, error) {
 	client := r.clients[d.Credential]
 	if client == nil {
-		return "dropped", errors.New("credential " + d.Credential + " is no longer configured")
+		return "dropped", insights.Report{}, errors.New("credential " + d.Credential + " is no longer configured")
 	}
 	if until := r.pausedUntil(d.Credential); !until.IsZero() {
-		return "paused", errors.New("the credential is paused by a rate limit until " + until.Format(time.RFC3339))
+		return "paused", insights.Report{}, errors.New("the credential is paused by a rate limit until " + until.Format(time.RFC3339))
 	}
 	var findings []insights.Finding
 	omitted := 0
@@ -170,12 +175,42 @@ func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destin
 		var he *bitbucket.HTTPError
 		if errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests {
 			r.pauseCredential(d.Credential, he.RetryAfter)
-			return "paused", err
+			return "paused", rep, err
 		}
-		return "failed", err
+		return "failed", rep, err
 	}
 	if readErr != nil {
-		return "partial", readErr
+		return "partial", rep, readErr
 	}
-	return "published", nil
+	return "published", rep, nil
+}
+
+// noteReport puts the report's outcome in its status's history, where the
+// status page and the status command show it.
+func (r *Relay) noteReport(ctx context.Context, statusID string, p gitlab.Pipeline, rep insights.Report, outcome string, err error) {
+	e := store.Entry{Kind: "report", PipelineID: p.ID, State: "FAILED"}
+	if rep.Passed {
+		e.State = "PASSED"
+	}
+	var he *bitbucket.HTTPError
+	switch {
+	case errors.As(err, &he):
+		e.Code = he.StatusCode
+	case err == nil || outcome == "partial":
+		e.Code = http.StatusOK
+	}
+	switch {
+	case err == nil:
+		e.Detail = fmt.Sprintf("test report published: %s (%d annotations)", rep.Summary, min(len(rep.Findings), insights.MaxFindings))
+	case outcome == "partial":
+		e.Detail = "test report published without its failed tests: " + err.Error()
+	default:
+		e.Detail = "test report not published (" + outcome + "): " + err.Error()
+	}
+	if r.secrets != nil {
+		e.Detail = r.secrets.Scrub(e.Detail)
+	}
+	if err := r.store.Note(ctx, statusID, e); err != nil {
+		r.log.Error("recording a test report in its status's history", "status", statusID, "error", err.Error())
+	}
 }

@@ -238,7 +238,7 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		}
 		tried.Code = posted.StatusCode
 		if wantsTests {
-			r.publishTests(p, d, tests)
+			r.publishTests(row.StatusID, p, d, tests)
 		}
 		return store.Outcome{Done: true, PostedState: string(s.State), PostedPipeline: p.ID, ConfirmAfter: r.cfg.confirmAfter, Attempt: tried},
 			serverAnswered, append(attrs, "code", posted.StatusCode)

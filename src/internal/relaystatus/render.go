@@ -135,6 +135,9 @@ func entryText(e store.Entry) string {
 	if e.Kind == "event" {
 		return fmt.Sprintf("event  pipeline %d %s (%s): %s", e.PipelineID, e.State, e.Source, e.Detail)
 	}
+	if e.Kind == "report" {
+		return fmt.Sprintf("report pipeline %d %s: %s: %s", e.PipelineID, e.State, codeText(e.Code), e.Detail)
+	}
 	text := fmt.Sprintf("post   pipeline %d %s: %s", e.PipelineID, e.State, codeText(e.Code))
 	if e.Detail != "" {
 		text += ": " + e.Detail

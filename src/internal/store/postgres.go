@@ -339,6 +339,11 @@ func (s *Postgres) RememberProject(ctx context.Context, id int64, path string) e
 	return err
 }
 
+// Note implements Store.
+func (s *Postgres) Note(ctx context.Context, statusID string, e Entry) error {
+	return note(ctx, s.db, postgresSQL, statusID, e)
+}
+
 // MarkSwept implements Store.
 func (s *Postgres) MarkSwept(ctx context.Context, projectID int64, at time.Time) error {
 	_, err := s.db.ExecContext(ctx, postgresSQL.sql(markSweptSQL), ms(at), projectID)

@@ -256,6 +256,17 @@ func (s *SQLite) RememberProject(ctx context.Context, id int64, path string) err
 	})
 }
 
+// Note implements Store, in the batcher's transaction (one writer).
+func (s *SQLite) Note(ctx context.Context, statusID string, e Entry) error {
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM statuses WHERE id = ?`, statusID).Scan(&n); err != nil || n == 0 {
+			return err
+		}
+		return addHistory(ctx, tx.ExecContext, sqliteSQL, statusID, e)
+	})
+}
+
 // Lead implements Store: one process owns an embedded store.
 func (s *SQLite) Lead(context.Context) (bool, error) { return true, nil }
 

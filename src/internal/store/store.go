@@ -164,7 +164,8 @@ type Project struct {
 // made. Each status keeps its last HistoryLength.
 type Entry struct {
 	At time.Time
-	// Kind is "event" or "post".
+	// Kind is "event", "post", or "report" (a Code Insights report
+	// published after the status's post).
 	Kind       string
 	PipelineID int64
 	State      string
@@ -269,6 +270,9 @@ type Store interface {
 	Lead(ctx context.Context) (bool, error)
 	// Ping commits a small write: the store answers and can write.
 	Ping(ctx context.Context) error
+	// Note adds an entry to a status's history (a report published or not);
+	// a status that does not exist takes none.
+	Note(ctx context.Context, statusID string, e Entry) error
 	// RecordSweep keeps the last sweep's summary.
 	RecordSweep(ctx context.Context, s Sweep) error
 	// Overview reads the backlog, the last sweep, and each server's posts
@@ -453,6 +457,23 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 		}
 	}
 	return nil
+}
+
+// note adds e to the history of status id, if it exists, in one transaction.
+func note(ctx context.Context, db *sql.DB, d dialect, id string, e Entry) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after a commit it does nothing
+	var n int
+	if err := tx.QueryRowContext(ctx, d.sql(`SELECT count(*) FROM statuses WHERE id = ?`), id).Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	if err := addHistory(ctx, tx.ExecContext, d, id, e); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // addHistory adds an entry to a status's history and drops what is past

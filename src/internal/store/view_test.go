@@ -159,3 +159,36 @@ func TestPostgresQueriesAreNotCompiled(t *testing.T) {
 		}
 	}
 }
+
+// TestNoteAddsToTheHistory: a report's outcome joins its status's history,
+// bounded like the rest; a status that does not exist takes nothing.
+func TestNoteAddsToTheHistory(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		sha := "0123456789abcdef0123456789abcdef01234567"
+		r := report("cloud|x|acme/widgets|"+sha+"|gitlab/acme/widgets", 1, "FAILED")
+		r.Commit = sha
+		if _, err := s.Accept(ctx, []Report{r}, always); err != nil {
+			t.Fatal(err)
+		}
+		e := Entry{Kind: "report", PipelineID: 1, State: "FAILED", Code: 200, Detail: "test report published"}
+		if err := s.Note(ctx, r.StatusID, e); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Note(ctx, "no such status", e); err != nil {
+			t.Fatal(err)
+		}
+		found, _, err := s.Find(ctx, Find{Commit: sha, Limit: 1, History: 5})
+		if err != nil || len(found) != 1 {
+			t.Fatal(found, err)
+		}
+		h := found[0].History
+		if len(h) != 2 || h[0].Kind != "report" || h[0].State != "FAILED" || h[0].Code != 200 || h[0].Detail != "test report published" || h[1].Kind != "event" {
+			t.Errorf("history %+v", h)
+		}
+		var n int
+		if err := dbOf(s).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil || n != 2 {
+			t.Errorf("%d history rows, want 2", n)
+		}
+	})
+}
