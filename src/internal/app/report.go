@@ -126,7 +126,7 @@ func (r *runner) report(c *cli.Context) error {
 	}, func(ctx context.Context) error {
 		for _, in := range reports {
 			reqs := target.ReportRequests(run.Commit, in)
-			if _, err := client.Publish(ctx, reqs); err != nil {
+			if _, err := client.Publish(ctx, reqs, 1); err != nil { // Do retries within the run's budget
 				problems++
 				fmt.Fprintf(r.stderr, "bitbucket-status: warning: could not publish the %s report for commit %s to %s: %s\n",
 					kindName(in.Report.Kind), run.Commit, target.Where(), explain.Failure(err, run, true))

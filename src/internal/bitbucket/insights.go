@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
 )
@@ -219,20 +220,39 @@ func httpLink(link string) string {
 }
 
 // Publish sends a report's requests in order. A first DELETE that finds
-// nothing (404) is what a first run meets; any other failure stops.
-func (c *Client) Publish(ctx context.Context, reqs []Request) (int, error) {
+// nothing (404) is what a first run meets; any other failure stops. tries,
+// when above 1, sends a request that met a 5xx or no answer again, after a
+// backoff, up to that many times: for a client that makes one attempt per
+// call (the relay's), so that one 502 does not lose a report.
+func (c *Client) Publish(ctx context.Context, reqs []Request, tries int) (int, error) {
 	sent := 0
 	for i, req := range reqs {
-		resp, err := c.Do(ctx, req)
-		var he *HTTPError
-		if i == 0 && req.Method == http.MethodDelete && errors.As(err, &he) && he.StatusCode == http.StatusNotFound {
-			sent += he.Attempts
-			continue
+		for try := 1; ; try++ {
+			resp, err := c.Do(ctx, req)
+			var he *HTTPError
+			var te *TransportError
+			switch {
+			case i == 0 && req.Method == http.MethodDelete && errors.As(err, &he) && he.StatusCode == http.StatusNotFound:
+				sent += he.Attempts
+			case err == nil:
+				sent += resp.Attempts
+			case try < tries && errors.As(err, &he) && he.StatusCode >= 500, try < tries && errors.As(err, &te) && !te.Interrupted:
+				if he != nil {
+					sent += he.Attempts
+				} else {
+					sent += te.Attempts
+				}
+				select {
+				case <-ctx.Done():
+					return sent, err
+				case <-time.After(c.backoff(try)):
+				}
+				continue
+			default:
+				return sent, err
+			}
+			break
 		}
-		if err != nil {
-			return sent, err
-		}
-		sent += resp.Attempts
 	}
 	return sent, nil
 }

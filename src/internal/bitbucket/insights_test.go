@@ -126,7 +126,7 @@ func TestPublish(t *testing.T) {
 	mock.RegisterResponder("PUT", "https://a/r", httpmock.NewStringResponder(403, `{"type":"error","error":{"message":"Forbidden"}}`))
 	mock.RegisterResponder("POST", "https://a/r/annotations", httpmock.NewStringResponder(200, `[]`))
 	_, err := c.Publish(context.Background(), []Request{{Method: "DELETE", URL: "https://a/r"}, {Method: "PUT", URL: "https://a/r", Body: []byte("{}")},
-		{Method: "POST", URL: "https://a/r/annotations", Body: []byte("[]")}})
+		{Method: "POST", URL: "https://a/r/annotations", Body: []byte("[]")}}, 3)
 	var he *HTTPError
 	if err == nil || !errors.As(err, &he) || he.StatusCode != http.StatusForbidden || he.Method != "PUT" {
 		t.Fatalf("error %v", err)
@@ -158,5 +158,29 @@ func TestHTTPLink(t *testing.T) {
 		if got := httpLink(in); got != want {
 			t.Errorf("httpLink(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// With tries, a request that met a 5xx is sent again by a client that makes
+// one attempt per call; a 4xx is not.
+func TestPublishTriesAgainAfterA5xx(t *testing.T) {
+	mock := httpmock.NewMockTransport()
+	c := newClient(mock, Auth{Kind: Bearer, Token: "secret"})
+	c.MaxAttempts = 1
+	mock.RegisterResponder("DELETE", "https://a/r", httpmock.ResponderFromMultipleResponses([]*http.Response{
+		httpmock.NewStringResponse(502, "bad gateway"), httpmock.NewStringResponse(503, ""), httpmock.NewStringResponse(204, "")}))
+	mock.RegisterResponder("PUT", "https://a/r", httpmock.NewStringResponder(200, "{}"))
+	sent, err := c.Publish(context.Background(), []Request{{Method: "DELETE", URL: "https://a/r"}, {Method: "PUT", URL: "https://a/r", Body: []byte("{}")}}, 4)
+	if err != nil || sent != 4 {
+		t.Fatalf("sent %d, %v", sent, err)
+	}
+	mock.RegisterResponder("PUT", "https://a/r", httpmock.NewStringResponder(400, `{"type":"error","error":{"message":"bad"}}`))
+	mock.RegisterResponder("DELETE", "https://a/r", httpmock.NewStringResponder(204, ""))
+	mock.ZeroCallCounters()
+	if _, err := c.Publish(context.Background(), []Request{{Method: "DELETE", URL: "https://a/r"}, {Method: "PUT", URL: "https://a/r", Body: []byte("{}")}}, 4); err == nil {
+		t.Fatal("a 400 went through")
+	}
+	if n := mock.GetCallCountInfo()["PUT https://a/r"]; n != 1 {
+		t.Errorf("%d PUTs: a 400 was sent again", n)
 	}
 }

@@ -172,3 +172,22 @@ func TestRelaySlowTestReportDoesNotDelayTheStatus(t *testing.T) {
 		t.Errorf("report %s", rep)
 	}
 }
+
+// A Bitbucket that answers 502 twice to each path still gets the report:
+// its requests are sent again, as the status's are.
+func TestRelayTestReportThroughAFlakyBitbucket(t *testing.T) {
+	t.Parallel()
+	bb := newBitbucket(t)
+	gl := newGitLabAPI(t)
+	gl.set(2045, "failed", sha)
+	gl.summaries[2045] = testSummary
+	gl.testReports[2045] = testReport()
+	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0", "GITLAB_URL="+gl.url, "GITLAB_TOKEN="+gitlabToken)
+	// The default route: workspace acme, repository "flaky", which answers 502 twice per path.
+	if code, _ := r.send("Pipeline Hook", hook("acme/flaky", 42, 2045, 7, "failed", sha, "main", "")); code != 202 {
+		t.Fatal(code)
+	}
+	eventually(t, "the report, after 502s", func() bool { _, a := bb.Report(sha, "gitlab~acme~flaky~tests"); return len(a) == 2 },
+		func() string { return fmt.Sprint(bb.Requests()) + r.log() })
+	eventually(t, "the metric", func() bool { return r.metric(`bitbucket_relay_test_reports_total{outcome="published"}`) == 1 }, r.log)
+}

@@ -21,6 +21,11 @@ import (
 // and the requests to Bitbucket.
 const reportTimeout = time.Minute
 
+// reportTries is how many times a report's request is sent when it meets a
+// 5xx or no answer (the relay's clients make one attempt per call): within
+// reportTimeout, with the client's backoff.
+const reportTries = 4
+
 // reportsSeenMax bounds the memory of which pipelines' reports were
 // published; past it, it starts again (a report published twice is
 // replaced, not doubled).
@@ -171,7 +176,7 @@ func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destin
 	} else {
 		reqs = d.Cloud.ReportRequests(p.SHA, in)
 	}
-	if _, err := client.Publish(ctx, reqs); err != nil {
+	if _, err := client.Publish(ctx, reqs, reportTries); err != nil {
 		var he *bitbucket.HTTPError
 		if errors.As(err, &he) && he.StatusCode == http.StatusTooManyRequests {
 			r.pauseCredential(d.Credential, he.RetryAfter)
