@@ -71,7 +71,7 @@ func sizeOf(n int64) string {
 func (r *Reader) Read(src io.Reader, name string) error {
 	file := &Reader{Paths: r.Paths, Limit: r.Limit, failed: maps.Clone(r.failed)}
 	limited := &io.LimitedReader{R: src, N: MaxFileBytes + 1}
-	d := xml.NewDecoder(limited)
+	d := xml.NewDecoder(newOutputFilter(limited))
 	d.CharsetReader = charsetReader
 	err := file.decode(d)
 	if limited.N <= 0 {
