@@ -186,13 +186,31 @@ func (c *Client) GroupProjects(ctx context.Context, group string) ([]ProjectRef,
 
 // get reads /api/v4/<path> into v and returns GitLab's X-Next-Page.
 func (c *Client) get(ctx context.Context, path string, q url.Values, v any) (string, error) {
+	resp, err := c.open(ctx, path, q)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return "", fmt.Errorf("GitLab's answer to GET %s is not the expected JSON: %v", resp.Request.URL, err)
+	}
+	return resp.Header.Get("X-Next-Page"), nil
+}
+
+// open sends GET /api/v4/<path>: a 2xx answer for the caller to read and
+// close, or an *APIError.
+func (c *Client) open(ctx context.Context, path string, q url.Values) (*http.Response, error) {
 	u := strings.TrimRight(c.BaseURL, "/") + "/api/v4/" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	req.Header.Set("PRIVATE-TOKEN", c.Token)
 	req.Header.Set("Accept", "application/json")
@@ -205,31 +223,25 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) (str
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return "", err
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	e := &APIError{Method: http.MethodGet, URL: u, StatusCode: resp.StatusCode}
+	var doc struct {
+		Message any    `json:"message"`
+		Error   string `json:"error"`
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := &APIError{Method: http.MethodGet, URL: u, StatusCode: resp.StatusCode}
-		var doc struct {
-			Message any    `json:"message"`
-			Error   string `json:"error"`
-		}
-		if json.Unmarshal(body, &doc) == nil {
-			e.Message = strings.TrimSpace(fmt.Sprint(firstNonNil(doc.Message, doc.Error)))
-		}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-			e.RetryAfter = time.Duration(s) * time.Second
-		}
-		return "", e
+	if json.Unmarshal(body, &doc) == nil {
+		e.Message = strings.TrimSpace(fmt.Sprint(firstNonNil(doc.Message, doc.Error)))
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return "", fmt.Errorf("GitLab's answer to GET %s is not the expected JSON: %v", u, err)
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		e.RetryAfter = time.Duration(s) * time.Second
 	}
-	return resp.Header.Get("X-Next-Page"), nil
+	return nil, e
 }
 
 func firstNonNil(values ...any) any {

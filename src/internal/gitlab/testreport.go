@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,14 +49,14 @@ const maxTestReport = 256 << 20
 // keeping at most limit, the first found. projectDir is where the jobs ran
 // (GitLab's default /builds/<path>), to make absolute file paths relative.
 func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, projectDir string, limit int) ([]insights.Finding, int, error) {
-	body, err := c.stream(ctx, fmt.Sprintf("projects/%d/pipelines/%d/test_report", projectID, pipelineID))
+	resp, err := c.open(ctx, fmt.Sprintf("projects/%d/pipelines/%d/test_report", projectID, pipelineID), nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer body.Close()
+	defer resp.Body.Close()
 	collect := &insights.Collector{Limit: limit}
 	paths := insights.Paths{ProjectDir: projectDir}
-	limited := &io.LimitedReader{R: body, N: maxTestReport}
+	limited := &io.LimitedReader{R: resp.Body, N: maxTestReport}
 	d := json.NewDecoder(limited)
 	err = walkObject(d, func(key string) error {
 		if key != "test_suites" {
@@ -133,41 +132,6 @@ func (tc testCase) finding(paths insights.Paths) insights.Finding {
 		}
 	}
 	return f
-}
-
-// stream opens /api/v4/<path> for reading; the caller closes it.
-func (c *Client) stream(ctx context.Context, path string) (io.ReadCloser, error) {
-	u := strings.TrimRight(c.BaseURL, "/") + "/api/v4/" + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("PRIVATE-TOKEN", c.Token)
-	req.Header.Set("Accept", "application/json")
-	if c.UserAgent != "" {
-		req.Header.Set("User-Agent", c.UserAgent)
-	}
-	client := c.HTTP
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		defer resp.Body.Close()
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		e := &APIError{Method: http.MethodGet, URL: u, StatusCode: resp.StatusCode}
-		var doc struct {
-			Message any `json:"message"`
-		}
-		if json.Unmarshal(msg, &doc) == nil && doc.Message != nil {
-			e.Message = fmt.Sprint(doc.Message)
-		}
-		return nil, e
-	}
-	return resp.Body, nil
 }
 
 // walkObject reads a JSON object, calling each for every key with the
