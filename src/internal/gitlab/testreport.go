@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -100,36 +98,15 @@ type testCase struct {
 	StackTrace   string `json:"stack_trace"`
 }
 
-var fileLine = regexp.MustCompile(`([A-Za-z0-9_./\\-]*[A-Za-z0-9_-]\.[A-Za-z0-9]+):(\d+)`)
-
 // finding is the case as the job's JUnit reader makes it (the same ID, so
 // a report moves between the job and the relay unchanged): GitLab keeps
 // the file attribute but no line, which the output may give.
 func (tc testCase) finding(paths insights.Paths) insights.Finding {
-	name := tc.Name
-	if tc.Classname != "" && !strings.Contains(tc.Name, tc.Classname) {
-		name = tc.Classname + " " + tc.Name
-	}
-	verb := "failed"
-	if tc.Status == "error" {
-		verb = "errored"
-	}
 	output := strings.TrimSpace(tc.SystemOutput + "\n" + tc.StackTrace)
 	first, rest := insights.FirstLine(output)
-	title := name + " " + verb
-	if first != "" {
-		title += ": " + first
-	}
-	f := insights.Finding{ID: insights.Fingerprint("junit", tc.Classname, tc.Name), Title: title, Details: insights.Cut(rest, 8<<10),
-		Severity: insights.Critical, Category: insights.Bug}
+	f := insights.FailedTest(tc.Classname, tc.Name, tc.Status == "error", first, insights.Cut(rest, 8<<10))
 	if p := paths.Relative(tc.File); p != "" {
-		f.Path = p
-		for _, m := range fileLine.FindAllStringSubmatch(output, 50) {
-			if paths.Relative(m[1]) == p {
-				f.Line, _ = strconv.Atoi(m[2])
-				break
-			}
-		}
+		f.Path, f.Line = p, paths.LineIn(output, p)
 	}
 	return f
 }

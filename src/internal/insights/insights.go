@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -329,4 +330,106 @@ func (r *Report) Scrub(scrub func(string) string) {
 		f := &r.Findings[i]
 		f.Title, f.Details, f.Path = scrub(f.Title), scrub(f.Details), scrub(f.Path)
 	}
+}
+
+// TestID is the ID of a test's finding, the same from every reader (JUnit
+// files, GitLab's test report), so that a report keeps its annotations
+// when it moves between the job and the relay.
+func TestID(classname, name string) string { return Fingerprint("junit", classname, name) }
+
+// FailedTest is the finding of a failed test (or an errored one): its name
+// and first, the first line of what it said, as the title; details below.
+func FailedTest(classname, name string, errored bool, first, details string) Finding {
+	title := name
+	if classname != "" && !strings.Contains(name, classname) {
+		title = classname + " " + name
+	}
+	if errored {
+		title += " errored"
+	} else {
+		title += " failed"
+	}
+	if first != "" {
+		title += ": " + first
+	}
+	return Finding{ID: TestID(classname, name), Title: title, Details: details, Severity: Critical, Category: Bug}
+}
+
+// LineIn is the line at which a stack trace names rel, a path in the
+// repository; 0 if it names none.
+func (ps Paths) LineIn(text, rel string) int {
+	refs, _ := FileRefs(text)
+	for _, ref := range refs {
+		if ps.Relative(ref.Path) == rel {
+			return ref.Line
+		}
+	}
+	return 0
+}
+
+// FileRef is a "path:line" or a Python frame a stack trace names.
+type FileRef struct {
+	Path string
+	Line int
+}
+
+// FileRefs finds "path.ext:line" in text (app_test.go:12:, at Object.toBe
+// (/builds/acme/app/src/a.test.js:10:5), ./spec/a_spec.rb:7:in,
+// /app/tests/FooTest.php:45, (Foo.java:58)), and Python's frames (File
+// "/builds/acme/app/tests/test_a.py", line 12) and pytest's setup errors
+// (file /builds/acme/app/tests/test_a.py, line 20), in order. One pass
+// over the text: a regular expression here cost more than reading the JUnit
+// XML around it.
+func FileRefs(text string) (refs, python []FileRef) {
+	for i := 0; i < len(text) && len(refs) < 50; i++ {
+		switch {
+		case text[i] == ':' && i+1 < len(text) && isDigit(text[i+1]):
+			start := i
+			for start > 0 && isPathByte(text[start-1]) {
+				start--
+			}
+			path := text[start:i]
+			if dot := strings.LastIndexByte(path, '.'); dot <= 0 || dot == len(path)-1 || path[dot-1] == '/' || path[dot-1] == '.' {
+				continue
+			}
+			if line, ok := number(text[i+1:]); ok {
+				refs = append(refs, FileRef{path, line})
+			}
+		case text[i] == ',' && strings.HasPrefix(text[i:], ", line ") && i > 0:
+			var path string
+			if text[i-1] == '"' {
+				open := strings.LastIndexByte(text[:i-1], '"')
+				if open < 0 || !strings.HasSuffix(text[:open], "File ") {
+					continue
+				}
+				path = text[open+1 : i-1]
+			} else {
+				start := strings.LastIndex(text[:i], "file ")
+				if start < 0 || strings.ContainsAny(text[start+5:i], " \n") {
+					continue
+				}
+				path = text[start+5 : i]
+			}
+			if line, ok := number(text[i+len(", line "):]); ok {
+				python = append(python, FileRef{path, line})
+			}
+		}
+	}
+	return refs, python
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isPathByte(c byte) bool {
+	return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.' || c == '/' || c == '\\' || c == '-'
+}
+
+// number reads the digits at the start of s.
+func number(s string) (int, bool) {
+	n := 0
+	for n < len(s) && n < 9 && isDigit(s[n]) {
+		n++
+	}
+	v, err := strconv.Atoi(s[:n])
+	return v, err == nil && v > 0
 }

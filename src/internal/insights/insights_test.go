@@ -65,3 +65,22 @@ func TestSeverityWords(t *testing.T) {
 		t.Error("high read as a GitLab severity")
 	}
 }
+
+func TestFileRefs(t *testing.T) {
+	text := "=== RUN TestX\n    store_test.go:42: got 2\n" +
+		"    at Object.toBe (/builds/acme/shop/src/cart.test.js:18:25)\n" +
+		"./spec/models/user_spec.rb:12:in `block'\n" +
+		"\tat com.acme.OrderServiceTest.rejects(OrderServiceTest.java:58)\n" +
+		"C:\\src\\App.Tests\\CartTests.cs:31\n" +
+		"version 1.2:3 and http://host:8080/x and ...:5 and x.:7\n" +
+		`  File "/builds/acme/app/tests/test_a.py", line 12, in test_a` + "\n" +
+		"file /builds/acme/app/tests/test_b.py, line 20\n"
+	refs, python := FileRefs(text)
+	want := "[{store_test.go 42} {/builds/acme/shop/src/cart.test.js 18} {./spec/models/user_spec.rb 12} {OrderServiceTest.java 58} {\\src\\App.Tests\\CartTests.cs 31} {1.2 3}]"
+	if fmt.Sprint(refs) != want {
+		t.Errorf("refs\n got %v\nwant %s", refs, want)
+	}
+	if w := "[{/builds/acme/app/tests/test_a.py 12} {/builds/acme/app/tests/test_b.py 20}]"; fmt.Sprint(python) != w {
+		t.Errorf("python %v, want %s", python, w)
+	}
+}

@@ -324,20 +324,12 @@ func (r *Reader) add(tc testCase) {
 	r.failures.Add(r.finding(tc))
 }
 
-func (tc testCase) id() string { return insights.Fingerprint("junit", tc.classname, tc.name) }
+func (tc testCase) id() string { return insights.TestID(tc.classname, tc.name) }
 
 // finding is a failed test as the reader of a pull request sees it: its
 // name and the first line of its message, the rest below, on the file and
 // line the XML or a stack trace inside the repository names.
 func (r *Reader) finding(tc testCase) insights.Finding {
-	name := tc.name
-	if tc.classname != "" && !strings.Contains(tc.name, tc.classname) {
-		name = tc.classname + " " + tc.name
-	}
-	verb := "failed"
-	if tc.status == errored {
-		verb = "errored"
-	}
 	message := tc.message
 	if generic[strings.ToLower(strings.TrimSpace(message))] {
 		message = ""
@@ -348,18 +340,14 @@ func (r *Reader) finding(tc testCase) insights.Finding {
 		first, rest = firstMeaningful(tc.text)
 		body = ""
 	}
-	title := name + " " + verb
-	if first != "" {
-		title += ": " + first
-	}
 	details := strings.TrimSpace(strings.Join(nonEmpty(rest, body), "\n\n"))
-	f := insights.Finding{ID: tc.id(), Title: title, Details: details, Severity: insights.Critical, Category: insights.Bug}
+	f := insights.FailedTest(tc.classname, tc.name, tc.status == errored, first, details)
 	if p := r.Paths.Relative(tc.file); p != "" && r.exists(p) {
 		f.Path, f.Line = p, tc.line
 		if f.Line == 0 {
 			// jest-junit and rspec name the file but not the line; the trace
 			// often has it.
-			f.Line = r.lineIn(tc.message+"\n"+tc.text, p)
+			f.Line = r.Paths.LineIn(tc.message+"\n"+tc.text, p)
 		}
 	} else if p, line := r.fromTrace(tc.message + "\n" + tc.text); p != "" {
 		f.Path, f.Line = p, line
@@ -395,86 +383,9 @@ func firstMeaningful(text string) (string, string) {
 	return "", ""
 }
 
-// lineIn finds the line of rel in a stack trace.
-func (r *Reader) lineIn(text, rel string) int {
-	refs, _ := fileRefs(text)
-	for _, ref := range refs {
-		if r.Paths.Relative(ref.path) == rel {
-			return ref.line
-		}
-	}
-	return 0
-}
-
 // exists: a file attribute is trusted unless the workspace can be checked.
 func (r *Reader) exists(rel string) bool {
 	return r.Paths.Exists == nil || r.Paths.Exists(rel)
-}
-
-// fileRef is a "path:line" or a Python frame a stack trace names.
-type fileRef struct {
-	path string
-	line int
-}
-
-// fileRefs finds "path.ext:line" in text (app_test.go:12:, at Object.toBe
-// (/builds/acme/app/src/a.test.js:10:5), ./spec/a_spec.rb:7:in,
-// /app/tests/FooTest.php:45, (Foo.java:58)), and Python's frames (File
-// "/builds/acme/app/tests/test_a.py", line 12) and pytest's setup errors
-// (file /builds/acme/app/tests/test_a.py, line 20), in order. One pass
-// over the text: a regular expression here cost more than the XML.
-func fileRefs(text string) (refs, python []fileRef) {
-	for i := 0; i < len(text) && len(refs) < 50; i++ {
-		switch {
-		case text[i] == ':' && i+1 < len(text) && isDigit(text[i+1]):
-			start := i
-			for start > 0 && isPathByte(text[start-1]) {
-				start--
-			}
-			path := text[start:i]
-			if dot := strings.LastIndexByte(path, '.'); dot <= 0 || dot == len(path)-1 || path[dot-1] == '/' || path[dot-1] == '.' {
-				continue
-			}
-			if line, ok := number(text[i+1:]); ok {
-				refs = append(refs, fileRef{path, line})
-			}
-		case text[i] == ',' && strings.HasPrefix(text[i:], ", line ") && i > 0:
-			var path string
-			if text[i-1] == '"' {
-				open := strings.LastIndexByte(text[:i-1], '"')
-				if open < 0 || !strings.HasSuffix(text[:open], "File ") {
-					continue
-				}
-				path = text[open+1 : i-1]
-			} else {
-				start := strings.LastIndex(text[:i], "file ")
-				if start < 0 || strings.ContainsAny(text[start+5:i], " \n") {
-					continue
-				}
-				path = text[start+5 : i]
-			}
-			if line, ok := number(text[i+len(", line "):]); ok {
-				python = append(python, fileRef{path, line})
-			}
-		}
-	}
-	return refs, python
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func isPathByte(c byte) bool {
-	return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.' || c == '/' || c == '\\' || c == '-'
-}
-
-// number reads the digits at the start of s.
-func number(s string) (int, bool) {
-	n := 0
-	for n < len(s) && n < 9 && isDigit(s[n]) {
-		n++
-	}
-	v, err := strconv.Atoi(s[:n])
-	return v, err == nil && v > 0
 }
 
 // fromTrace finds the frame of a stack trace that names a file in the
@@ -485,15 +396,15 @@ func (r *Reader) fromTrace(text string) (string, int) {
 	if r.Paths.Exists == nil {
 		return "", 0
 	}
-	refs, python := fileRefs(text)
+	refs, python := insights.FileRefs(text)
 	for i := len(python) - 1; i >= 0; i-- {
-		if p := r.Paths.Relative(python[i].path); p != "" && r.Paths.Exists(p) {
-			return p, python[i].line
+		if p := r.Paths.Relative(python[i].Path); p != "" && r.Paths.Exists(p) {
+			return p, python[i].Line
 		}
 	}
 	for _, ref := range refs {
-		if p := r.Paths.Relative(ref.path); p != "" && r.Paths.Exists(p) {
-			return p, ref.line
+		if p := r.Paths.Relative(ref.Path); p != "" && r.Paths.Exists(p) {
+			return p, ref.Line
 		}
 	}
 	return "", 0
