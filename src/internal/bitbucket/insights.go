@@ -41,20 +41,35 @@ type Insights struct {
 }
 
 type cloudReport struct {
-	Title      string       `json:"title"`
-	Details    string       `json:"details"`
-	ExternalID string       `json:"external_id"`
-	Reporter   string       `json:"reporter"`
-	Link       string       `json:"link,omitempty"`
-	ReportType string       `json:"report_type"`
-	Result     string       `json:"result"`
-	Data       []cloudDatum `json:"data"`
+	Title      string  `json:"title"`
+	Details    string  `json:"details"`
+	ExternalID string  `json:"external_id"`
+	Reporter   string  `json:"reporter"`
+	Link       string  `json:"link,omitempty"`
+	ReportType string  `json:"report_type"`
+	Result     string  `json:"result"`
+	Data       []datum `json:"data"`
 }
 
-type cloudDatum struct {
+// datum is one figure of a report, the same on both servers.
+type datum struct {
 	Title string `json:"title"`
 	Type  string `json:"type"`
 	Value int64  `json:"value"`
+}
+
+// data is a report's first most figures (always a list: Data Center
+// requires one).
+func data(figures []insights.Figure, most int) []datum {
+	out := []datum{}
+	for _, f := range figures[:min(len(figures), most)] {
+		d := datum{Title: f.Title, Type: "NUMBER", Value: f.Value}
+		if f.Duration {
+			d.Type = "DURATION"
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 type cloudAnnotation struct {
@@ -84,21 +99,13 @@ func (r Cloud) ReportRequests(commit string, in Insights) []Request {
 	rep := in.Report
 	body := cloudReport{
 		Title: insights.Cut(rep.Title, maxTitle), Details: details(rep), ExternalID: in.Key, Reporter: Reporter,
-		Link: httpLink(rep.Link), ReportType: "BUG", Result: "FAILED",
+		Link: httpLink(rep.Link), ReportType: "BUG", Result: "FAILED", Data: data(rep.Figures, cloudFigures),
 	}
 	if rep.Kind == insights.Tests {
 		body.ReportType = "TEST"
 	}
 	if rep.Passed {
 		body.Result = "PASSED"
-	}
-	body.Data = []cloudDatum{}
-	for _, f := range rep.Figures[:min(len(rep.Figures), cloudFigures)] {
-		d := cloudDatum{Title: f.Title, Type: "NUMBER", Value: f.Value}
-		if f.Duration {
-			d.Type = "DURATION"
-		}
-		body.Data = append(body.Data, d)
 	}
 	reqs := []Request{{Method: http.MethodDelete, URL: base}, {Method: http.MethodPut, URL: base, Body: jsonBody(body)}}
 	findings := rep.Findings[:min(len(rep.Findings), insights.MaxFindings)]
@@ -119,18 +126,12 @@ func (r Cloud) ReportRequests(commit string, in Insights) []Request {
 }
 
 type dataCenterReport struct {
-	Title    string            `json:"title"`
-	Details  string            `json:"details"`
-	Result   string            `json:"result"`
-	Reporter string            `json:"reporter"`
-	Link     string            `json:"link,omitempty"`
-	Data     []dataCenterDatum `json:"data"`
-}
-
-type dataCenterDatum struct {
-	Title string `json:"title"`
-	Type  string `json:"type"`
-	Value int64  `json:"value"`
+	Title    string  `json:"title"`
+	Details  string  `json:"details"`
+	Result   string  `json:"result"`
+	Reporter string  `json:"reporter"`
+	Link     string  `json:"link,omitempty"`
+	Data     []datum `json:"data"`
 }
 
 type dataCenterAnnotation struct {
@@ -153,16 +154,9 @@ func (r DataCenter) ReportRequests(commit string, in Insights) []Request {
 	base := joinURL(r.Server, "rest", "insights", "latest", "projects", r.Project, "repos", r.Slug, "commits", commit, "reports", in.Key)
 	rep := in.Report
 	body := dataCenterReport{Title: insights.Cut(rep.Title, maxTitle), Details: details(rep), Result: "FAIL",
-		Reporter: Reporter, Link: httpLink(rep.Link), Data: []dataCenterDatum{}}
+		Reporter: Reporter, Link: httpLink(rep.Link), Data: data(rep.Figures, dataCenterFigures)}
 	if rep.Passed {
 		body.Result = "PASS"
-	}
-	for _, f := range rep.Figures[:min(len(rep.Figures), dataCenterFigures)] {
-		d := dataCenterDatum{Title: f.Title, Type: "NUMBER", Value: f.Value}
-		if f.Duration {
-			d.Type = "DURATION"
-		}
-		body.Data = append(body.Data, d)
 	}
 	reqs := []Request{{Method: http.MethodDelete, URL: base}, {Method: http.MethodPut, URL: base, Body: jsonBody(body)}}
 	findings := rep.Findings[:min(len(rep.Findings), insights.MaxFindings)]
