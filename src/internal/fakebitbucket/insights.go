@@ -32,6 +32,33 @@ func (s *Server) Report(commit, key string) (json.RawMessage, []json.RawMessage)
 	return rep.body, slices.Clone(rep.annotations)
 }
 
+// datum is one data element of a report, on either server.
+type datum struct {
+	Title string
+	Type  string
+	Value any
+}
+
+func validData(data []datum) bool {
+	for _, d := range data {
+		if d.Title == "" || !oneOf(d.Type, "BOOLEAN", "DATE", "DURATION", "LINK", "NUMBER", "PERCENTAGE", "TEXT") {
+			return false
+		}
+	}
+	return true
+}
+
+// putReport creates or replaces a report. A PUT keeps the annotations, on
+// both servers: only a DELETE clears them. The caller holds s.mu.
+func (s *Server) putReport(id string, body []byte) {
+	rep := s.reports[id]
+	if rep == nil {
+		rep = &report{ids: map[string]bool{}}
+		s.reports[id] = rep
+	}
+	rep.body = body
+}
+
 func chars(s string) int { return utf8.RuneCountInString(s) }
 
 func oneOf(v string, allowed ...string) bool { return slices.Contains(allowed, v) }
@@ -60,11 +87,7 @@ func (s *Server) cloudReports(w http.ResponseWriter, r *http.Request, commit, ke
 	case !annotations && r.Method == http.MethodPut:
 		var rep struct {
 			Title, Details, ReportType, Result, Link, LogoURL string
-			Data                                              []struct {
-				Title string
-				Type  string
-				Value any
-			}
+			Data                                              []datum
 		}
 		var raw map[string]json.RawMessage
 		if json.Unmarshal(body, &raw) != nil || json.Unmarshal(body, &rep) != nil {
@@ -87,20 +110,10 @@ func (s *Server) cloudReports(w http.ResponseWriter, r *http.Request, commit, ke
 			cloudError(w, http.StatusBadRequest, "link: Enter a valid URL.")
 		case len(rep.Data) > 10:
 			cloudError(w, http.StatusBadRequest, "data: A report can hold at most 10 data elements.")
+		case !validData(rep.Data):
+			cloudError(w, http.StatusBadRequest, "data: each element needs a title and a valid type.")
 		default:
-			for _, d := range rep.Data {
-				if d.Title == "" || !oneOf(d.Type, "BOOLEAN", "DATE", "DURATION", "LINK", "NUMBER", "PERCENTAGE", "TEXT") {
-					cloudError(w, http.StatusBadRequest, "data: each element needs a title and a valid type.")
-					return
-				}
-			}
-			old := s.reports[id]
-			if old == nil {
-				old = &report{ids: map[string]bool{}}
-				s.reports[id] = old
-			}
-			// A PUT keeps the annotations: only a DELETE clears them.
-			old.body = body
+			s.putReport(id, body)
 			writeJSON(w, http.StatusOK, string(body))
 		}
 	case annotations && r.Method == http.MethodPost:
@@ -195,11 +208,7 @@ func (s *Server) dataCenterReports(w http.ResponseWriter, r *http.Request, commi
 	case !annotations && r.Method == http.MethodPut:
 		var rep struct {
 			Title, Details, Result, Reporter, Link string
-			Data                                   *[]struct {
-				Title string
-				Type  string
-				Value any
-			}
+			Data                                   *[]datum
 		}
 		switch {
 		case chars(key) > 50:
@@ -222,19 +231,10 @@ func (s *Server) dataCenterReports(w http.ResponseWriter, r *http.Request, commi
 			dataCenterError(w, http.StatusBadRequest, "The field 'data' is required")
 		case len(*rep.Data) > 6:
 			dataCenterError(w, http.StatusBadRequest, "The field 'data' cannot have more than 6 elements")
+		case !validData(*rep.Data):
+			dataCenterError(w, http.StatusBadRequest, "Each data element needs a title and a valid type")
 		default:
-			for _, d := range *rep.Data {
-				if d.Title == "" || !oneOf(d.Type, "BOOLEAN", "DATE", "DURATION", "LINK", "NUMBER", "PERCENTAGE", "TEXT") {
-					dataCenterError(w, http.StatusBadRequest, "Each data element needs a title and a valid type")
-					return
-				}
-			}
-			old := s.reports[id]
-			if old == nil {
-				old = &report{ids: map[string]bool{}}
-				s.reports[id] = old
-			}
-			old.body = body
+			s.putReport(id, body)
 			writeJSON(w, http.StatusOK, string(body))
 		}
 	case annotations && r.Method == http.MethodPost:
