@@ -77,23 +77,7 @@ func TestClaimPlanStaysOffTheBacklog(t *testing.T) {
 			}
 			query, args, want = "EXPLAIN "+pgClaimSQL, []any{"w", int64(1000), "|held|", 10, 10}, "Index Cond: ((server = pending_servers.server) AND (next_attempt_at <= "
 		}
-		rows, err := conn.QueryContext(ctx, query, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var plan []string
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			_ = rows.Scan(ptrs...)
-			plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
-		}
-		text := strings.Join(plan, "\n")
+		text := queryPlan(t, conn, query, args...)
 		if !strings.Contains(text, want) {
 			t.Errorf("the claim does not look due rows up by server (%q):\n%s", want, text)
 		}

@@ -98,6 +98,34 @@ func report(id string, pipeline int64, state string) Report {
 		Body: []byte(`{"p":` + fmt.Sprint(pipeline) + `}`), ProjectID: 42, ProjectPath: "acme/widgets", Commit: fmt.Sprintf("%040x", len(id)), Source: "push"}
 }
 
+// queryPlan is the plan the database gives for an EXPLAIN query, a line a
+// step: each row's last column (SQLite's detail, PostgreSQL's only one).
+func queryPlan(t *testing.T, conn *sql.Conn, query string, args ...any) string {
+	t.Helper()
+	rows, err := conn.QueryContext(context.Background(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var plan []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "\n")
+}
+
 // dbOf is a store's database, for tests that look behind the interface.
 func dbOf(s Store) *sql.DB {
 	if p, ok := s.(*Postgres); ok {

@@ -117,23 +117,7 @@ func TestSearchesFollowAnIndex(t *testing.T) {
 			{Find{Project: "acme/widgets"}, "statuses_project"},
 		} {
 			where, args := findWhere(d, c.find)
-			rows, err := conn.QueryContext(ctx, d.sql(explain+`SELECT 1 FROM statuses WHERE `+where), args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plan []string
-			cols, _ := rows.Columns()
-			for rows.Next() {
-				vals := make([]any, len(cols))
-				ptrs := make([]any, len(cols))
-				for i := range vals {
-					ptrs[i] = &vals[i]
-				}
-				_ = rows.Scan(ptrs...)
-				plan = append(plan, fmt.Sprint(vals...))
-			}
-			rows.Close()
-			if text := fmt.Sprint(plan); !strings.Contains(text, c.index) || !strings.Contains(text, lookup) {
+			if text := queryPlan(t, conn, d.sql(explain+`SELECT 1 FROM statuses WHERE `+where), args...); !strings.Contains(text, c.index) || !strings.Contains(text, lookup) {
 				t.Errorf("%+v: the plan does not look up %s (%q): %s", c.find, c.index, lookup, text)
 			}
 		}
