@@ -132,9 +132,9 @@ func (r *runner) report(c *cli.Context) error {
 					kindName(in.Report.Kind), run.Commit, target.Where(), explain.Failure(err, run, true))
 				continue
 			}
-			fmt.Fprintf(r.stdout, "Published the %s report for commit %s to %s (key %q, %s, %s, %d request%s): %s\n",
+			fmt.Fprintf(r.stdout, "Published the %s report for commit %s to %s (key %q, %s, %s, %s): %s\n",
 				kindName(in.Report.Kind), run.Commit, target.Where(), in.Key, passedOrFailed(in.Report), annotations(in.Report),
-				len(reqs), map[bool]string{true: "", false: "s"}[len(reqs) == 1], in.Report.Summary)
+				insights.Plural(len(reqs), "request"), in.Report.Summary)
 		}
 		return nil
 	})
@@ -142,8 +142,7 @@ func (r *runner) report(c *cli.Context) error {
 		return err
 	}
 	if problems > 0 && o.strict {
-		return fmt.Errorf("%d report problem%s (above); failing as BITBUCKET_REPORT_STRICT or --strict asks", problems,
-			map[bool]string{true: "", false: "s"}[problems == 1])
+		return fmt.Errorf("%s (above); failing as BITBUCKET_REPORT_STRICT or --strict asks", insights.Plural(problems, "report problem"))
 	}
 	return nil
 }
@@ -164,7 +163,7 @@ func passedOrFailed(rep insights.Report) string {
 
 func annotations(rep insights.Report) string {
 	n := min(len(rep.Findings), insights.MaxFindings)
-	s := fmt.Sprintf("%d annotation%s", n, map[bool]string{true: "", false: "s"}[n == 1])
+	s := insights.Plural(n, "annotation")
 	if rep.Omitted > 0 {
 		s += fmt.Sprintf(", %d left out", rep.Omitted)
 	}
@@ -252,8 +251,7 @@ func markUnread(rep *insights.Report, unread []string) {
 		return
 	}
 	rep.Passed = false
-	rep.Summary = fmt.Sprintf("%d report file%s could not be read: %s. %s", len(unread),
-		map[bool]string{true: "", false: "s"}[len(unread) == 1], strings.Join(unread, "; "), rep.Summary)
+	rep.Summary = fmt.Sprintf("%s could not be read: %s. %s", insights.Plural(len(unread), "report file"), strings.Join(unread, "; "), rep.Summary)
 }
 
 // workspacePaths: files are found and checked in the working directory

@@ -327,7 +327,7 @@ func (r *Reader) Report(link string, failOn insights.Severity) insights.Report {
 	if r.total == 0 {
 		rep.Summary = "No findings."
 	} else {
-		rep.Summary = fmt.Sprintf("%d finding%s: %s.", r.total, map[bool]string{true: "", false: "s"}[r.total == 1], strings.Join(parts, ", "))
+		rep.Summary = fmt.Sprintf("%s: %s.", insights.Plural(r.total, "finding"), strings.Join(parts, ", "))
 	}
 	rep.Summary += fmt.Sprintf(" The report fails on a finding of severity %s or above.", failOn)
 	return rep

@@ -295,9 +295,9 @@ func TestReport(c TestCounts, flaky int, findings []Finding, omitted int, link s
 	case c.Total == 0:
 		rep.Summary = "No tests were found in the reports."
 	case rep.Passed:
-		rep.Summary = fmt.Sprintf("All %s passed", plural(c.Total-c.Skipped, "test"))
+		rep.Summary = fmt.Sprintf("All %s passed", Plural(c.Total-c.Skipped, "test"))
 	default:
-		rep.Summary = fmt.Sprintf("%d of %s failed", c.Failed+c.Errored, plural(c.Total, "test"))
+		rep.Summary = fmt.Sprintf("%d of %s failed", c.Failed+c.Errored, Plural(c.Total, "test"))
 		if c.Errored > 0 {
 			rep.Summary += fmt.Sprintf(" (%d with an error)", c.Errored)
 		}
@@ -309,12 +309,13 @@ func TestReport(c TestCounts, flaky int, findings []Finding, omitted int, link s
 		rep.Summary += fmt.Sprintf(" in %s.", c.Duration.Round(time.Millisecond))
 	}
 	if flaky > 0 {
-		rep.Summary += fmt.Sprintf(" %s passed only on a rerun.", plural(flaky, "test"))
+		rep.Summary += fmt.Sprintf(" %s passed only on a rerun.", Plural(flaky, "test"))
 	}
 	return rep
 }
 
-func plural(n int, word string) string {
+// Plural is n and word, with an s unless n is 1: "1 test", "3 tests".
+func Plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
 	}
