@@ -99,7 +99,8 @@ func (r *Relay) testCounts(ctx context.Context, p gitlab.Pipeline) *testSummary 
 // it is read here. It is done once per pipeline, state and repository by
 // this process; a pipeline without tests gets no report.
 func (r *Relay) publishTests(statusID string, p gitlab.Pipeline, d Destination, known *testSummary) {
-	seen := d.Where() + "\x00" + p.SHA + "\x00" + p.ProjectPath + "\x00" + p.Status + "\x00" + strconv.FormatInt(p.ID, 10)
+	// The status names the repository, commit and key; the pipeline and its state the rest.
+	seen := statusID + "\x00" + strconv.FormatInt(p.ID, 10) + "\x00" + p.Status
 	if !r.reports.first(seen) {
 		return
 	}
