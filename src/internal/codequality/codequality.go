@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -63,15 +62,7 @@ type entry struct {
 
 // ReadFile reads one file. On an error nothing of the file is counted.
 func (r *Reader) ReadFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if info, err := f.Stat(); err == nil && info.Size() > MaxFileBytes {
-		return fmt.Errorf("%s: %.1f MB is larger than %d MB, the most read from a Code Quality file", name, float64(info.Size())/(1<<20), MaxFileBytes>>20)
-	}
-	return r.Read(f, name)
+	return insights.ReadFile(name, MaxFileBytes, "a Code Quality file", r.Read)
 }
 
 // Read reads one Code Quality document; name is for messages.

@@ -11,6 +11,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -433,4 +435,26 @@ func number(s string) (int, bool) {
 	}
 	v, err := strconv.Atoi(s[:n])
 	return v, err == nil && v > 0
+}
+
+// ReadFile opens a report file and passes it to read, unless it is larger
+// than most bytes: then an error that says how large, and of what (the most
+// read from what), before a byte is read.
+func ReadFile(name string, most int64, what string, read func(src io.Reader, name string) error) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.Size() > most {
+		return fmt.Errorf("%s: %s is larger than %d MB, the most read from %s", name, sizeOf(info.Size()), most>>20, what)
+	}
+	return read(f, name)
+}
+
+func sizeOf(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,23 +46,7 @@ type Reader struct {
 
 // ReadFile reads one file. On an error nothing of the file is counted.
 func (r *Reader) ReadFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if info, err := f.Stat(); err == nil && info.Size() > MaxFileBytes {
-		return fmt.Errorf("%s: %s is larger than %d MB, the most read from a JUnit file (GitLab itself refuses files over 30 MB): split the report",
-			name, sizeOf(info.Size()), MaxFileBytes>>20)
-	}
-	return r.Read(f, name)
-}
-
-func sizeOf(n int64) string {
-	if n >= 1<<30 {
-		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
-	}
-	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	return insights.ReadFile(name, MaxFileBytes, "a JUnit file (GitLab itself refuses files over 30 MB): split the report", r.Read)
 }
 
 // Read reads one JUnit document from src; name is the file's name for
