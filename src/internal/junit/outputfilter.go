@@ -20,6 +20,9 @@ type outputFilter struct {
 	state filterState
 	// closing is the dropped element's closing tag.
 	closing []byte
+	// slash: the start tag's last byte handled so far is '/' (its '>' may
+	// come in the next read, making the element empty).
+	slash bool
 }
 
 type filterState int
@@ -84,7 +87,7 @@ loop:
 				break loop
 			}
 			if c := dropsFrom(b[i:]); c != nil {
-				f.state, f.closing = inStart, c
+				f.state, f.closing, f.slash = inStart, c, false
 				i += len("<system-out")
 				continue
 			}
@@ -94,12 +97,13 @@ loop:
 			j := bytes.IndexByte(b[i:], '>')
 			if j < 0 {
 				f.keepNewlines(b[i:])
+				f.slash = b[len(b)-1] == '/'
 				i = len(b)
 				break loop
 			}
 			f.keepNewlines(b[i : i+j])
 			f.state = inContent
-			if j > 0 && b[i+j-1] == '/' {
+			if (j > 0 && b[i+j-1] == '/') || (j == 0 && f.slash) {
 				f.state = passing // <system-out/>
 			}
 			i += j + 1
