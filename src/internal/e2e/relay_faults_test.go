@@ -23,6 +23,7 @@ import (
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store/storetest"
 )
 
 // withHook changes a Pipeline Hook body.
@@ -496,7 +497,7 @@ func fill(t *testing.T, dir string) string {
 // /readyz failing; then back.
 func TestRelayReadOnlyDatabasePostsNothingAndRecovers(t *testing.T) {
 	t.Parallel()
-	url, _ := testDatabase(t, false)
+	url, _ := storetest.Database(t, false)
 	bb := newBitbucket(t)
 	bb.mode.Store("down")
 	r := startRelay(t, t.TempDir(), "BITBUCKET_API_URL="+bb.url+"/2.0", "BITBUCKET_RELAY_DATABASE_URL="+url, "BITBUCKET_RELAY_RETRY_BASE=100ms")

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,37 +12,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
-
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store/storetest"
 )
-
-// testDatabase makes a database of its own for a test on a server .ci/run
-// starts: the shared one, or (faults) the one this package alone uses, with
-// the script that stops and starts it.
-func testDatabase(t *testing.T, faults bool) (url, control string) {
-	t.Helper()
-	variable := "BITBUCKET_RELAY_TEST_DATABASE_URL"
-	if faults {
-		variable = "BITBUCKET_RELAY_TEST_FAULT_DATABASE_URL"
-	}
-	admin, control := os.Getenv(variable), os.Getenv("BITBUCKET_RELAY_TEST_PG_CONTROL")
-	if admin == "" || (faults && control == "") {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s or BITBUCKET_RELAY_TEST_PG_CONTROL is not set: .ci/run starts PostgreSQL for this test", variable)
-		}
-		t.Skip("no PostgreSQL: run bash .ci/run, which starts one")
-	}
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	name := fmt.Sprintf("relay_e2e_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	return store.WithDatabase(admin, name), control
-}
 
 // TestRelayReplicasUnderFaults: three relays share one PostgreSQL; a stream
 // of real-shaped webhooks is spread over them while one replica is killed
@@ -52,7 +22,7 @@ func testDatabase(t *testing.T, faults bool) (url, control string) {
 // delivery). At the end every status on Bitbucket is the last state sent,
 // and no status took more requests than coalescing allows.
 func TestRelayReplicasUnderFaults(t *testing.T) {
-	url, control := testDatabase(t, true)
+	url, control := storetest.Database(t, true)
 	bb := newBitbucket(t)
 	env := []string{"BITBUCKET_API_URL=" + bb.url + "/2.0", "BITBUCKET_RELAY_DATABASE_URL=" + url}
 	replicas := make([]*relayProc, 3)
@@ -189,7 +159,7 @@ func TestRelayReplicasUnderFaults(t *testing.T) {
 // ends, within 30 seconds.
 func TestRelayReplicaDiesMidPost(t *testing.T) {
 	t.Parallel()
-	url, _ := testDatabase(t, false)
+	url, _ := storetest.Database(t, false)
 	bb := newBitbucket(t)
 	bb.mode.Store("hang")
 	env := []string{"BITBUCKET_API_URL=" + bb.url + "/2.0", "BITBUCKET_RELAY_DATABASE_URL=" + url}
