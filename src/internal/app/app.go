@@ -160,7 +160,7 @@ func (r *runner) post(c *cli.Context) error {
 	if err != nil {
 		return usageError{err}
 	}
-	outcome, err := r.stateFrom(c, env)
+	outcome, word, err := r.stateFrom(c, env)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func (r *runner) post(c *cli.Context) error {
 			"(the component's status_key input), e.g. gitlab/$CI_PROJECT_PATH/<child name>.\n", ChildPipeline)
 		return nil
 	}
-	run, err := r.resolve(c, env, outcome)
+	run, err := r.resolve(c, env, outcome, word)
 	if err != nil {
 		return err
 	}
@@ -211,10 +211,12 @@ func (r *runner) execute(c *cli.Context, run *config.Run, dryRun func(), send fu
 	return send(ctx)
 }
 
-// stateFrom reads STATE from the one argument, or BUILD_STATUS.
-func (r *runner) stateFrom(c *cli.Context, env config.Env) (state.State, error) {
+// stateFrom reads STATE from the one argument, or BUILD_STATUS: the
+// outcome, and the word as given (lower case), which the description
+// follows ("was skipped", "waits for a manual action").
+func (r *runner) stateFrom(c *cli.Context, env config.Env) (state.State, string, error) {
 	if c.NArg() > 1 {
-		return "", usagef("expected one STATE argument, got %d (%s): options go before STATE, as in bitbucket-status --dry-run running",
+		return "", "", usagef("expected one STATE argument, got %d (%s): options go before STATE, as in bitbucket-status --dry-run running",
 			c.NArg(), strings.Join(c.Args().Slice(), " "))
 	}
 	word, from := c.Args().First(), "STATE"
@@ -222,17 +224,17 @@ func (r *runner) stateFrom(c *cli.Context, env config.Env) (state.State, error) 
 		word, from = env.BuildStatus, "BUILD_STATUS"
 	}
 	if word == "" {
-		return "", usagef("no STATE: give one, as in bitbucket-status running, or set BUILD_STATUS; accepted: %s. "+
+		return "", "", usagef("no STATE: give one, as in bitbucket-status running, or set BUILD_STATUS; accepted: %s. "+
 			"Commands: check, report, version; see --help", state.Accepted)
 	}
 	if strings.HasPrefix(word, "-") {
-		return "", usagef("%q looks like an option, but options go before STATE: see bitbucket-status --help", word)
+		return "", "", usagef("%q looks like an option, but options go before STATE: see bitbucket-status --help", word)
 	}
 	s, err := state.Parse(word)
 	if err != nil {
-		return "", usagef("%s: %v (or the commands check, report and version)", from, err)
+		return "", "", usagef("%s: %v (or the commands check, report and version)", from, err)
 	}
-	return s, nil
+	return s, strings.ToLower(strings.TrimSpace(word)), nil
 }
 
 func (r *runner) check(c *cli.Context) error {
@@ -247,7 +249,7 @@ func (r *runner) check(c *cli.Context) error {
 	if err != nil {
 		return usageError{err}
 	}
-	run, err := r.resolve(c, env, "")
+	run, err := r.resolve(c, env, "", "")
 	if err != nil {
 		return err
 	}
@@ -263,7 +265,7 @@ func (r *runner) check(c *cli.Context) error {
 	})
 }
 
-func (r *runner) resolve(c *cli.Context, env config.Env, outcome state.State) (*config.Run, error) {
+func (r *runner) resolve(c *cli.Context, env config.Env, outcome state.State, word string) (*config.Run, error) {
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
@@ -272,7 +274,7 @@ func (r *runner) resolve(c *cli.Context, env config.Env, outcome state.State) (*
 	if checkout == nil {
 		checkout = func() (gitcheckout.Checkout, error) { return gitcheckout.Read(c.Context, "") }
 	}
-	run, err := config.Resolve(env, config.Options{State: outcome, DryRun: c.Bool("dry-run"), Checkout: checkout, Now: now()})
+	run, err := config.Resolve(env, config.Options{State: outcome, Word: word, DryRun: c.Bool("dry-run"), Checkout: checkout, Now: now()})
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -447,7 +447,7 @@ func TestDataCenterDryRunAndCheck(t *testing.T) {
 		"POST "+dcURL+"\nAuthorization: Bearer [REDACTED]\nAccept: application/json\nContent-Type: application/json\n"+
 		"User-Agent: bitbucket-status/1.2.3\n\n{\n  \"key\": \"gitlab/acme/widgets\",\n  \"state\": \"CANCELLED\",\n"+
 		"  \"url\": \"https://gitlab.example.com/acme/widgets/-/pipelines/1234\",\n  \"name\": \"GitLab: acme/widgets #7\",\n"+
-		"  \"description\": \"Pipeline #7 on main was canceled or skipped\",\n  \"ref\": \"refs/heads/main\",\n  \"buildNumber\": \"7\",\n"+
+		"  \"description\": \"Pipeline #7 on main was canceled\",\n  \"ref\": \"refs/heads/main\",\n  \"buildNumber\": \"7\",\n"+
 		"  \"duration\": 90000\n}\n\n(if the server answers 404 without naming a missing project, repository or commit, it predates this API, "+
 		"and this is sent instead: POST https://git.example.com/bitbucket/rest/build-status/1.0/commits/"+sha+")\n(dry run: nothing was sent)\n", "")
 

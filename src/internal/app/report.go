@@ -107,7 +107,7 @@ func (r *runner) report(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	run, err := r.resolve(c, env, "")
+	run, err := r.resolve(c, env, "", "")
 	if err != nil {
 		return err
 	}

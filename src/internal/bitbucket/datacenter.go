@@ -53,10 +53,16 @@ type legacyStatus struct {
 const LegacyNotice = "this server has no repository-scoped builds API (Bitbucket Server before 7.4): " +
 	"posted to the legacy /rest/build-status/1.0 API instead"
 
-// NoCancelledNotice is said when a canceled or skipped pipeline was posted
-// as FAILED because the server knows no CANCELLED state.
+// NoCancelledNotice is said when a canceled pipeline was posted as FAILED
+// because the server knows no CANCELLED state.
 const NoCancelledNotice = "this server has no CANCELLED build state (Bitbucket before 8.0): " +
 	"posted FAILED with a description that says canceled"
+
+// NoCancelledSkippedNotice is said when a skipped pipeline was posted as
+// SUCCESSFUL because the server knows no CANCELLED state: it ran nothing,
+// so nothing failed.
+const NoCancelledSkippedNotice = "this server has no CANCELLED build state (Bitbucket before 8.0): " +
+	"the skipped pipeline was posted SUCCESSFUL with a description that says skipped (it ran nothing, so nothing failed)"
 
 // StatusRequest is the POST of the repository-scoped builds API, for a
 // server that knows CANCELLED (8.0 and later).
@@ -72,7 +78,7 @@ func (r DataCenter) statusRequest(commit string, s Status, cancelled bool) Reque
 	case s.State == state.Stopped && cancelled:
 		st = "CANCELLED"
 	case s.State == state.Stopped:
-		st, description = canceledAsFailed(s)
+		st, description = withoutCancelled(s)
 	}
 	body := dataCenterStatus{Key: s.Key, State: st, URL: s.URL, Name: s.Name, Description: description,
 		BuildNumber: s.BuildNumber, Duration: s.Duration.Milliseconds()}
@@ -92,9 +98,18 @@ func (r DataCenter) statusRequest(commit string, s Status, cancelled bool) Reque
 	}
 }
 
-// canceledAsFailed is a stopped build for a server without CANCELLED:
-// FAILED, and a description that says what really happened.
-func canceledAsFailed(s Status) (string, string) {
+// withoutCancelled is a stopped build for a server without CANCELLED:
+// FAILED, and a description that says what really happened; a skipped
+// one ran nothing, so nothing failed: SUCCESSFUL, and the description
+// says skipped.
+func withoutCancelled(s Status) (string, string) {
+	if s.Skipped {
+		description := "Skipped"
+		if s.Description != "" {
+			description += ": " + s.Description
+		}
+		return string(state.Successful), cut(description, maxDescription)
+	}
 	description := "Canceled"
 	if s.Description != "" {
 		description += ": " + s.Description
@@ -122,7 +137,7 @@ func cut(s string, n int) string {
 func (r DataCenter) LegacyRequest(commit string, s Status) Request {
 	st, description := string(s.State), s.Description
 	if s.State == state.Stopped {
-		st, description = canceledAsFailed(s)
+		st, description = withoutCancelled(s)
 	}
 	return Request{
 		Method: http.MethodPost,
@@ -163,6 +178,9 @@ func (r DataCenter) Post(ctx context.Context, c *Client, commit string, s Status
 			// is accepted by every version, and an unknown route still falls
 			// back to the legacy API below.
 			cancelled, notice = false, NoCancelledNotice
+			if s.Skipped {
+				notice = NoCancelledSkippedNotice
+			}
 		}
 	}
 	resp, err := c.Do(ctx, r.statusRequest(commit, s, cancelled))
@@ -210,8 +228,12 @@ func (r DataCenter) Check(ctx context.Context, c *Client, commit string) error {
 func (r DataCenter) DryRun(w io.Writer, c *Client, commit string, s Status) {
 	if s.State == state.Stopped {
 		caps := r.CapabilitiesRequest()
+		instead := "FAILED with a description that says canceled"
+		if s.Skipped {
+			instead = "SUCCESSFUL with a description that says skipped"
+		}
 		io.WriteString(w, "(first "+caps.Method+" "+caps.URL+" and the build capabilities it names: "+
-			"a server without \"cancelledStatus\" (before 8.0) gets FAILED with a description that says canceled)\n")
+			"a server without \"cancelledStatus\" (before 8.0) gets "+instead+")\n")
 	}
 	c.Print(w, r.StatusRequest(commit, s))
 	legacy := r.LegacyRequest(commit, s)

@@ -162,6 +162,55 @@ func TestDataCenterStoppedAsksCapabilities(t *testing.T) {
 	}
 }
 
+// TestDataCenterSkippedIsNeverFailed: a skipped pipeline ran nothing:
+// CANCELLED where the server has it, else SUCCESSFUL with a description
+// that says skipped, never FAILED.
+func TestDataCenterSkippedIsNeverFailed(t *testing.T) {
+	t.Parallel()
+	skipped := dcStatus
+	skipped.State, skipped.Skipped, skipped.Duration = state.Stopped, true, 0
+	skipped.Description = "Pipeline #7 on main was skipped"
+	for _, c := range []struct {
+		name        string
+		buildStatus string
+		wantURL     string
+		wantBody    string
+		wantNotice  string
+	}{
+		{"8.0 and later", `{"buildStatus":["richBuildStatus","cancelledStatus"]}`, dcBuildsURL,
+			`{"key":"gitlab/acme/widgets","state":"CANCELLED","url":"https://gitlab.example.com/p/1","name":"GitLab: acme/widgets #7",` +
+				`"description":"Pipeline #7 on main was skipped","ref":"refs/heads/main","buildNumber":"7"}`, ""},
+		{"7.4 to 7.x", `{"buildStatus":["richBuildStatus"]}`, dcBuildsURL,
+			`{"key":"gitlab/acme/widgets","state":"SUCCESSFUL","url":"https://gitlab.example.com/p/1","name":"GitLab: acme/widgets #7",` +
+				`"description":"Skipped: Pipeline #7 on main was skipped","ref":"refs/heads/main","buildNumber":"7"}`, NoCancelledSkippedNotice},
+		{"before 7.4", "", dcLegacyURL,
+			`{"state":"SUCCESSFUL","key":"gitlab/acme/widgets","url":"https://gitlab.example.com/p/1","name":"GitLab: acme/widgets #7",` +
+				`"description":"Skipped: Pipeline #7 on main was skipped"}`, LegacyNotice},
+	} {
+		mock := httpmock.NewMockTransport()
+		var caps, buildCaps, post script
+		caps.on(mock, "GET", dcCapabilitiesURL, reply{code: 200, body: capabilitiesBody("https://git.example.com/bitbucket", c.buildStatus != "")})
+		buildCaps.on(mock, "GET", dcBuildCapabilitiesURL, reply{code: 200, body: c.buildStatus})
+		post.on(mock, "POST", c.wantURL, reply{code: 204})
+		posted, err := dc.Post(context.Background(), newClient(mock, Auth{Kind: Bearer, Token: "t"}), sha, skipped)
+		if err != nil || posted.Notice != c.wantNotice {
+			t.Fatalf("%s: posted = %+v, %v", c.name, posted, err)
+		}
+		if got := post.requests(); len(got) != 1 || got[0].Body != c.wantBody {
+			t.Errorf("%s: posts = %+v\nwant body %s", c.name, got, c.wantBody)
+		}
+	}
+	shown := Shown{Found: true, State: "SUCCESSFUL", Description: "Skipped: Pipeline #7 on main was skipped", URL: skipped.URL}
+	if !shown.Shows(skipped) {
+		t.Error("a server without CANCELLED shows a skipped pipeline as SUCCESSFUL \"Skipped: ...\": that is what was posted")
+	}
+	canceled := skipped
+	canceled.Skipped = false
+	if shown.Shows(canceled) {
+		t.Error("a canceled pipeline is not what a SUCCESSFUL status shows")
+	}
+}
+
 func TestDataCenterOtherStatesCostOneRequest(t *testing.T) {
 	t.Parallel()
 	for _, st := range []state.State{state.InProgress, state.Successful, state.Failed} {

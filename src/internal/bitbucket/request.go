@@ -35,6 +35,9 @@ type Status struct {
 	// Tests are the build's test counts, if known; Data Center (7.4+) shows
 	// them on the status.
 	Tests *insights.TestCounts
+	// Skipped: a stopped build that ran nothing (GitLab's skipped). A
+	// server without CANCELLED gets SUCCESSFUL for it, never FAILED.
+	Skipped bool
 }
 
 // Request is one HTTP call described in full, so it can be printed for a dry

@@ -22,11 +22,16 @@ type Shown struct {
 
 // Shows reports whether what Bitbucket shows is s, as this client would
 // post it: the same state (Data Center's CANCELLED, or FAILED with a
-// "Canceled" description on servers without it, for a stopped pipeline)
+// "Canceled" description on servers without it, for a stopped pipeline;
+// SUCCESSFUL with a "Skipped" one for a skipped pipeline)
 // and the same link (which names the pipeline).
 func (sh Shown) Shows(s Status) bool {
 	if !sh.Found || sh.URL != s.URL {
 		return false
+	}
+	if s.State == state.Stopped && s.Skipped {
+		return sh.State == string(state.Stopped) || sh.State == "CANCELLED" ||
+			(sh.State == string(state.Successful) && strings.HasPrefix(sh.Description, "Skipped"))
 	}
 	if s.State == state.Stopped {
 		return sh.State == string(state.Stopped) || sh.State == "CANCELLED" ||

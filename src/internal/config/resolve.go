@@ -47,6 +47,9 @@ type Origins struct {
 type Options struct {
 	// State is the outcome to post; empty for the check command.
 	State state.State
+	// Word is the state as given (skipped, canceled, manual, ...), for the
+	// description.
+	Word string
 	// DryRun is the --dry-run flag, which wins over BITBUCKET_STATUS_DRY_RUN.
 	DryRun bool
 	// Checkout reads the git working tree; called only outside GitLab CI.
@@ -248,7 +251,7 @@ func (r *Run) RequireCredential() error {
 
 func (r *Run) resolveStatus(e Env, checkout gitcheckout.Checkout, o Options) error {
 	p := pipeline.Pipeline{ProjectPath: e.ProjectPath, IID: e.PipelineIID, Tag: e.CommitTag,
-		Branch: cmp.Or(e.CommitBranch, e.CommitRefName, checkout.Branch), State: o.State, EndedAt: o.Now}
+		Branch: cmp.Or(e.CommitBranch, e.CommitRefName, checkout.Branch), State: o.State, Word: o.Word, EndedAt: o.Now}
 	if created, err := time.Parse(time.RFC3339, e.PipelineCreatedAt); err == nil {
 		p.CreatedAt = created
 	}

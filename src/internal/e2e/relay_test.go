@@ -307,7 +307,7 @@ func TestRelayPipelineLifecycle(t *testing.T) {
 		t.Fatalf("posted %s\n%s", got, diag())
 	}
 	last := bb.Requests()[len(bb.Requests())-1]
-	if string(last.Body) != `{"key":"gitlab/acme/widgets","state":"STOPPED","name":"GitLab: acme/widgets #8","description":"Pipeline #8 on main was canceled or skipped",`+
+	if string(last.Body) != `{"key":"gitlab/acme/widgets","state":"STOPPED","name":"GitLab: acme/widgets #8","description":"Pipeline #8 on main was canceled",`+
 		`"url":"https://gitlab.example.com/acme/widgets/-/pipelines/2046","refname":"main"}` || last.Auth != "Bearer" {
 		t.Fatalf("%+v", last)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +45,13 @@ type Pipeline struct {
 	FinishedAt time.Time
 	// UpdatedAt is known from the API only.
 	UpdatedAt time.Time
+	// Manual names the pipeline's jobs that wait for someone to play them
+	// (a webhook's builds[] with status manual), at most maxManual.
+	Manual []string `json:",omitempty"`
 }
+
+// maxManual is how many manual jobs a status names.
+const maxManual = 3
 
 // hookPayload is the part of a Pipeline Hook body the relay reads.
 type hookPayload struct {
@@ -67,6 +74,10 @@ type hookPayload struct {
 		PathWithNamespace string `json:"path_with_namespace"`
 		WebURL            string `json:"web_url"`
 	} `json:"project"`
+	Builds []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+	} `json:"builds"`
 	SourcePipeline *struct {
 		Project *struct {
 			ID int64 `json:"id"`
@@ -109,6 +120,11 @@ func ParsePipelineHook(body []byte) (Pipeline, error) {
 	}
 	out := Pipeline{ID: a.ID, IID: a.IID, ProjectID: p.ID, ProjectPath: p.PathWithNamespace, Ref: a.Ref, Tag: a.Tag,
 		SHA: strings.ToLower(a.SHA), Status: a.Status, URL: a.URL, Name: a.Name, Source: a.Source}
+	for _, b := range h.Builds {
+		if b.Status == "manual" && b.Name != "" && len(out.Manual) < maxManual && !slices.Contains(out.Manual, b.Name) {
+			out.Manual = append(out.Manual, clip(b.Name))
+		}
+	}
 	if sp := h.SourcePipeline; sp != nil {
 		out.ParentPipelineID = sp.PipelineID
 		if sp.Project != nil {

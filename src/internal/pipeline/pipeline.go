@@ -27,6 +27,13 @@ type Pipeline struct {
 	// URL is the pipeline's page.
 	URL   string
 	State state.State
+	// Word is GitLab's own word for the state, when known ("skipped",
+	// "canceled", "manual", ...): the description says which, and a skipped
+	// pipeline is never posted as failed.
+	Word string
+	// Manual names the manual jobs a pipeline blocked on them waits for,
+	// when known.
+	Manual []string
 	// CreatedAt and EndedAt give Data Center's duration for a final state;
 	// either may be zero (unknown).
 	CreatedAt, EndedAt time.Time
@@ -58,11 +65,12 @@ func Status(p Pipeline, dataCenter bool) bitbucket.Status {
 		URL:         p.URL,
 		Tag:         p.Tag,
 		BuildNumber: p.IID,
+		Skipped:     p.State == state.Stopped && strings.EqualFold(p.Word, "skipped"),
 	}
 	if s.Tag == "" {
 		s.Branch = p.Branch
 	}
-	s.Description = Cut(Description(p.IID, s.Branch, s.Tag, p.State), MaxText)
+	s.Description = Cut(Description(p.IID, s.Branch, s.Tag, p.State, what(p)), MaxText)
 	if dataCenter && p.State.Final() && !p.CreatedAt.IsZero() && p.EndedAt.After(p.CreatedAt) {
 		s.Duration = p.EndedAt.Sub(p.CreatedAt).Truncate(time.Millisecond)
 	}
@@ -88,8 +96,37 @@ var stateWords = map[state.State]string{
 	state.Stopped:    "was canceled or skipped",
 }
 
-// Description says which pipeline and what state: "Pipeline #7 on main passed".
-func Description(iid, branch, tag string, st state.State) string {
+// gitlabWords say more than the state for GitLab's words that share one:
+// a pipeline that waits is not running, one that was skipped ran nothing.
+var gitlabWords = map[string]string{
+	"manual":               "waits for a manual action",
+	"scheduled":            "waits for a delayed job",
+	"waiting_for_resource": "waits for a resource",
+	"canceled":             "was canceled",
+	"canceling":            "is being canceled",
+	"cancelled":            "was canceled",
+	"skipped":              "was skipped",
+}
+
+// what says what the pipeline is doing, in a few words: "passed", "waits
+// for a manual action: deploy".
+func what(p Pipeline) string {
+	words, ok := gitlabWords[strings.ToLower(p.Word)]
+	if !ok {
+		return stateWords[p.State]
+	}
+	if strings.EqualFold(p.Word, "manual") && len(p.Manual) > 0 {
+		words += ": " + strings.Join(p.Manual, ", ")
+	}
+	return words
+}
+
+// Description says which pipeline and what it did: "Pipeline #7 on main
+// passed"; happened is what(p), or the state's words when empty.
+func Description(iid, branch, tag string, st state.State, happened string) string {
+	if happened == "" {
+		happened = stateWords[st]
+	}
 	subject := "The build"
 	if iid != "" {
 		subject = "Pipeline #" + iid
@@ -100,7 +137,7 @@ func Description(iid, branch, tag string, st state.State) string {
 	case branch != "":
 		subject += " on " + branch
 	}
-	return subject + " " + stateWords[st]
+	return subject + " " + happened
 }
 
 // IsCommitHash accepts 7 to 64 hex digits: a short or full SHA-1 or

@@ -56,18 +56,21 @@ func (r *Relay) routeOf(ctx context.Context, p gitlab.Pipeline) (Destination, er
 		if d.Credential == "" {
 			d.Credential = DefaultCredential
 		}
-		d.Key = expand(rt.Key, p.ProjectPath, captures, "")
-		d.Name = expand(rt.Name, p.ProjectPath, captures, fmt.Sprint(p.IID))
+		project := placeholders(p.ProjectPath, captures)
+		d.Key = expand(rt.Key, withPipeline(project, p))
+		d.Name = expand(rt.Name, withPipeline(project, p))
 		if rt.Cloud != "" {
-			ws, slug, ok := strings.Cut(expand(rt.Cloud, p.ProjectPath, captures, ""), "/")
+			repo := expand(rt.Cloud, project)
+			ws, slug, ok := strings.Cut(repo, "/")
 			if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") {
-				return Destination{}, &skipError{"bad_route", fmt.Sprintf("%s: cloud gives %q for %s, not workspace/slug", via, expand(rt.Cloud, p.ProjectPath, captures, ""), p.ProjectPath)}
+				return Destination{}, &skipError{"bad_route", fmt.Sprintf("%s: cloud gives %q for %s, not workspace/slug", via, repo, p.ProjectPath)}
 			}
 			d.Cloud = &bitbucket.Cloud{API: r.cfg.defaultCloudAPI, Workspace: ws, Slug: slug}
 		} else {
-			key, slug, ok := strings.Cut(expand(rt.Repository, p.ProjectPath, captures, ""), "/")
+			repo := expand(rt.Repository, project)
+			key, slug, ok := strings.Cut(repo, "/")
 			if !ok || key == "" || slug == "" || strings.Contains(slug, "/") {
-				return Destination{}, &skipError{"bad_route", fmt.Sprintf("%s: repository gives %q for %s, not PROJECT/slug", via, expand(rt.Repository, p.ProjectPath, captures, ""), p.ProjectPath)}
+				return Destination{}, &skipError{"bad_route", fmt.Sprintf("%s: repository gives %q for %s, not PROJECT/slug", via, repo, p.ProjectPath)}
 			}
 			d.DataCenter = &bitbucket.DataCenter{Server: strings.TrimRight(rt.DataCenter, "/"), Project: key, Slug: slug}
 		}

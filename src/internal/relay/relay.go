@@ -164,7 +164,8 @@ func statusOf(p gitlab.Pipeline, d Destination) (bitbucket.Status, error) {
 	if err != nil {
 		return bitbucket.Status{}, err
 	}
-	pp := pipeline.Pipeline{ProjectPath: p.ProjectPath, URL: p.URL, State: st, CreatedAt: p.CreatedAt, EndedAt: p.FinishedAt}
+	pp := pipeline.Pipeline{ProjectPath: p.ProjectPath, URL: p.URL, State: st, Word: p.Status, Manual: p.Manual, CreatedAt: p.CreatedAt,
+		EndedAt: p.FinishedAt}
 	if p.IID > 0 {
 		pp.IID = fmt.Sprint(p.IID)
 	}
@@ -219,7 +220,7 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 		}
 		return store.Report{StatusID: unresolvedID(p), Server: r.cfg.GitLab.BaseURL, PipelineID: p.ID, State: string(st), Final: st.Final(),
 			FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID, ProjectPath: p.ProjectPath, Commit: p.SHA,
-			Source: sourceOf(ctx, p)}, Destination{}, unresolved
+			Source: sourceOf(ctx, p), GitLabStatus: p.Status}, Destination{}, unresolved
 	}
 	if err != nil {
 		return store.Report{}, Destination{}, err
@@ -234,7 +235,7 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 	}
 	return store.Report{StatusID: statusID(d, p.SHA, s.Key), Credential: d.Credential, Server: d.Server(), PipelineID: p.ID,
 		State: string(s.State), Final: s.State.Final(), FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID,
-		ProjectPath: p.ProjectPath, Commit: p.SHA, Source: sourceOf(ctx, p)}, d, nil
+		ProjectPath: p.ProjectPath, Commit: p.SHA, Source: sourceOf(ctx, p), GitLabStatus: p.Status, Description: s.Description}, d, nil
 }
 
 // sourceOf says where an event came from, for the status's history: the
@@ -255,7 +256,8 @@ func sourceOf(ctx context.Context, p gitlab.Pipeline) string {
 type viaContext struct{}
 
 // keep is the ordering rule. Per status: a newer pipeline (higher id)
-// supersedes an older one, whose late events are ignored. Within a
+// supersedes an older one, whose late events are ignored; but a skipped
+// pipeline ran nothing and never takes another's place. Within a
 // pipeline: the same state again is a duplicate (unless the last post was
 // refused: the next event tries again); a final state is never replaced by
 // a non-final one, and between final states the later finished_at wins (a
@@ -268,18 +270,31 @@ func (r *Relay) keep(cur *store.Row, in store.Report) (store.Decision, string) {
 	switch {
 	case cur == nil:
 		return store.Replace, "a new status"
+	case in.PipelineID != cur.PipelineID && skipped(&in) && !skipped(&cur.Report):
+		return store.Ignore, fmt.Sprintf("ignored: pipeline %d was skipped (it ran nothing): it does not replace pipeline %d's %s",
+			in.PipelineID, cur.PipelineID, cur.State)
+	case in.PipelineID < cur.PipelineID && skipped(&cur.Report):
+		return store.Replace, fmt.Sprintf("pipeline %d was skipped (it ran nothing): pipeline %d's %s replaces it", cur.PipelineID,
+			in.PipelineID, in.State)
 	case in.PipelineID > cur.PipelineID:
 		return store.Replace, fmt.Sprintf("pipeline %d is newer than %d: it replaces it", in.PipelineID, cur.PipelineID)
 	case in.PipelineID < cur.PipelineID:
 		return store.Ignore, fmt.Sprintf("ignored: pipeline %d is older than %d, which this status shows", in.PipelineID, cur.PipelineID)
-	case in.State == cur.State && (cur.Pending || cur.LastError == ""):
-		return store.Ignore, "ignored: a duplicate"
+	case in.State == cur.State && cur.Pending:
+		return store.Ignore, "ignored: a duplicate of the state waiting to be posted"
 	case !cur.Pending && cur.LastError == "" && cur.PostedPipeline == in.PipelineID && cur.PostedState == in.State:
-		// What Bitbucket already shows (after a re-read, it may differ from
-		// the event that triggered it).
+		// What Bitbucket was last given (after a re-read, it may differ
+		// from the event that triggered it).
+		if in.State == cur.State {
+			return store.Ignore, "ignored: a duplicate"
+		}
 		return store.Ignore, "ignored: Bitbucket shows it already"
-	case in.State == cur.State:
+	case in.State == cur.State && cur.LastError != "":
 		return store.Replace, "the last post was refused: this event tries again"
+	case in.State == cur.State:
+		// Bitbucket was last given something else: a rerun (its running
+		// state was posted after a re-read) that ended as before.
+		return store.Replace, fmt.Sprintf("Bitbucket was last given %s: this %s is new", shownText(cur), in.State)
 	case cur.Final && (!in.Final || !in.FinishedAt.After(cur.FinishedAt)):
 		if r.cfg.GitLab != nil {
 			return store.Wake, fmt.Sprintf("after %s, %s: GitLab is asked which is right before posting", cur.State, in.State)
@@ -287,6 +302,19 @@ func (r *Relay) keep(cur *store.Row, in store.Report) (store.Decision, string) {
 		return store.Ignore, fmt.Sprintf("ignored: %s came after the final %s of the same pipeline", in.State, cur.State)
 	}
 	return store.Replace, "taken"
+}
+
+// skipped reports whether a report is of a skipped pipeline ([ci skip],
+// only optional manual jobs): it ran nothing, so it never takes the place
+// of another pipeline's state.
+func skipped(r *store.Report) bool { return r.GitLabStatus == "skipped" }
+
+// shownText names what Bitbucket was last given for a status.
+func shownText(cur *store.Row) string {
+	if cur.PostedPipeline == 0 {
+		return "nothing"
+	}
+	return fmt.Sprintf("%s for pipeline %d", cur.PostedState, cur.PostedPipeline)
 }
 
 // accept stores one pipeline's status durably. It returns whether the

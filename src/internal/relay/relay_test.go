@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,8 @@ func TestSameStatusAsTheJobs(t *testing.T) {
 		{"data center, branch, canceled", "canceled", false, true},
 		{"data center, tag, success", "success", true, true},
 		{"data center, manual", "manual", false, true},
+		{"cloud, skipped", "skipped", false, false},
+		{"data center, skipped", "skipped", false, true},
 	} {
 		p := gitlab.Pipeline{ID: 2045, IID: 7, ProjectID: 42, ProjectPath: "acme/platform/widgets", Ref: "main", Tag: c.tag, SHA: sha,
 			Status: c.gitlabWord, URL: "https://gitlab.example.com/acme/platform/widgets/-/pipelines/2045", CreatedAt: created}
@@ -67,12 +70,12 @@ func TestSameStatusAsTheJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The job posts when the pipeline ends: its clock reads finished_at.
-		run, err := config.Resolve(e, config.Options{State: st, Now: finished})
+		run, err := config.Resolve(e, config.Options{State: st, Word: c.gitlabWord, Now: finished})
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := statusOf(p, d)
-		if err != nil || got != run.Status {
+		if err != nil || !reflect.DeepEqual(got, run.Status) {
 			t.Errorf("%s:\nrelay %+v (%v)\n job  %+v", c.name, got, err, run.Status)
 		}
 	}
@@ -92,6 +95,20 @@ func TestOrderingRule(t *testing.T) {
 	posted := func(r *store.Row) *store.Row { r.PostedPipeline, r.PostedState = r.PipelineID, r.State; return r }
 	refused := func(r *store.Row) *store.Row { r.LastError = "403"; return r }
 	pending := func(r *store.Row) *store.Row { r.Pending = true; return r }
+	shows := func(r *store.Row, pipeline int64, st string) *store.Row {
+		r.PostedPipeline, r.PostedState = pipeline, st
+		return r
+	}
+	skippedIn := func(pipeline int64) store.Report {
+		r := in(pipeline, "STOPPED", true, t2)
+		r.GitLabStatus = "skipped"
+		return r
+	}
+	skippedRow := func(pipeline int64) *store.Row {
+		r := row(pipeline, "STOPPED", true, t2)
+		r.GitLabStatus = "skipped"
+		return r
+	}
 	const (
 		ignore  = store.Ignore
 		replace = store.Replace
@@ -116,6 +133,19 @@ func TestOrderingRule(t *testing.T) {
 		{"running then final", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "SUCCESSFUL", true, t1), replace, replace},
 		{"final then a later final (the retry's result)", posted(row(1, "FAILED", true, t1)), in(1, "SUCCESSFUL", true, t2), replace, replace},
 		{"final then an earlier final (out of order)", posted(row(1, "SUCCESSFUL", true, t2)), in(1, "FAILED", true, t1), ignore, wake},
+		// A skipped pipeline ran nothing: it never takes another's place,
+		// and any other pipeline's event takes the place of a skipped one.
+		{"a newer skipped pipeline after a final one", posted(row(1, "SUCCESSFUL", true, t1)), skippedIn(2), ignore, ignore},
+		{"a newer skipped pipeline while one runs", pending(row(1, "INPROGRESS", false, time.Time{})), skippedIn(2), ignore, ignore},
+		{"an older pipeline after a skipped one", posted(skippedRow(2)), in(1, "FAILED", true, t1), replace, replace},
+		{"an older pipeline's running after a skipped one", posted(skippedRow(2)), in(1, "INPROGRESS", false, time.Time{}), replace, replace},
+		{"a newer skipped pipeline after a skipped one", posted(skippedRow(2)), skippedIn(3), replace, replace},
+		{"a skipped pipeline's manual job played", posted(skippedRow(2)), in(2, "INPROGRESS", false, time.Time{}), ignore, wake},
+		// A rerun that ends as before: the re-read after the retry's running
+		// event posted INPROGRESS, so the same final state again is new.
+		{"a rerun ends as before", shows(row(1, "FAILED", true, t1), 1, "INPROGRESS"), in(1, "FAILED", true, t2), replace, replace},
+		{"a late copy of the final state while the rerun shows", shows(row(1, "FAILED", true, t1), 1, "INPROGRESS"), in(1, "FAILED", true, t1), replace, replace},
+		{"the final state Bitbucket already shows, from another pipeline's post", shows(row(2, "FAILED", true, t1), 1, "FAILED"), in(2, "FAILED", true, t1), replace, replace},
 	} {
 		without := &Relay{cfg: &Config{}}
 		with := &Relay{cfg: &Config{GitLab: &gitlab.Client{}}}
@@ -144,6 +174,9 @@ routes:
     key: ci/{path}
   - project: Sandbox/**
     skip: true
+  - project: ops/*
+    cloud: ops/{1}
+    key: gitlab/{path}/{source}/{ref}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +196,11 @@ routes:
 		{"sandbox/toys", "skip: route 3 (Sandbox/**) says skip"},
 		{"acme/platform/deep/widgets", "skip: acme/platform/deep/widgets is in a subgroup, which cannot be a Bitbucket workspace: add a route for it (BITBUCKET_RELAY_ROUTES)"},
 		{"acme/widgets", "cloud acme/widgets credential=default key= name= via=the default route (group/project)"},
+		// A key per source and branch: a scheduled pipeline that passes no
+		// longer hides a push pipeline's failure on the same commit.
+		{"ops/infra", "cloud ops/infra credential=default key=gitlab/ops/infra/schedule/main name= via=route 4 (ops/*)"},
 	} {
-		d, err := r.destination(context.Background(), gitlab.Pipeline{ProjectPath: c.path, IID: 7})
+		d, err := r.destination(context.Background(), gitlab.Pipeline{ProjectPath: c.path, IID: 7, Source: "schedule", Ref: "main"})
 		var got string
 		switch {
 		case err != nil:

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 )
 
 // RoutesFile is the routes file's format: which GitLab projects report to
@@ -50,7 +52,8 @@ func (c CredentialSpec) isZero() bool {
 
 // RouteSpec is one route. Placeholders in cloud, repository, key and name:
 // {1}..{9} (what each * or ** of project matched), {path}, {namespace},
-// {name}; name also takes {iid}.
+// {name}; key and name also take {source} and {ref} (the pipeline's source
+// and branch or tag), and name {iid}.
 type RouteSpec struct {
 	// Project is a GitLab project path pattern: * is one path segment, a
 	// final ** is one or more.
@@ -192,13 +195,28 @@ func (r route) match(path string) ([]string, bool) {
 	return captures, len(segs) == len(r.pattern)
 }
 
-// expand fills a template's placeholders for a project path.
-func expand(template, path string, captures []string, iid string) string {
+// placeholders are the values a route's templates take for a project path:
+// {path}, {namespace}, {name} and {1}..{9}, what each wildcard matched.
+func placeholders(path string, captures []string) map[string]string {
 	i := strings.LastIndexByte(path, '/')
-	values := map[string]string{"path": path, "namespace": path[:max(i, 0)], "name": path[i+1:], "iid": iid}
+	values := map[string]string{"path": path, "namespace": path[:max(i, 0)], "name": path[i+1:]}
 	for n, c := range captures {
 		values[strconv.Itoa(n+1)] = c
 	}
+	return values
+}
+
+// withPipeline adds the placeholders of one pipeline, which key and name
+// take besides the project's: {iid}, {source} (push, schedule, web,
+// trigger, ...) and {ref} (its branch or tag).
+func withPipeline(values map[string]string, p gitlab.Pipeline) map[string]string {
+	out := maps.Clone(values)
+	out["source"], out["ref"], out["iid"] = p.Source, p.Ref, strconv.FormatInt(p.IID, 10)
+	return out
+}
+
+// expand fills a template's placeholders; an unknown one stays as it is.
+func expand(template string, values map[string]string) string {
 	var b strings.Builder
 	for {
 		open := strings.IndexByte(template, '{')

@@ -298,6 +298,10 @@ func (r *Relay) reread(ctx context.Context, p gitlab.Pipeline) gitlab.Pipeline {
 	if now.URL == "" {
 		now.URL = p.URL
 	}
+	if now.Status == p.Status {
+		// The API names no jobs: the webhook's manual jobs still hold.
+		now.Manual = p.Manual
+	}
 	if strings.HasPrefix(now.Ref, "refs/") {
 		// The API names a merge request pipeline's ref refs/merge-requests/N/head;
 		// the webhook names the branch, which is what Bitbucket shows it on.

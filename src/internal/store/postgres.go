@@ -103,6 +103,8 @@ var pgColumns = []column{
 	{"projects", "seen_at", "BIGINT NOT NULL DEFAULT 0"},
 	{"statuses", "commit_sha", "TEXT NOT NULL DEFAULT ''"},
 	{"statuses", "project_path", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "gitlab_status", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "description", "TEXT NOT NULL DEFAULT ''"},
 }
 
 // OpenPostgres connects to url (postgres://...; sslmode and the other
@@ -236,7 +238,7 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 			get: func(ctx context.Context, id string) *sql.Row { return tx.QueryRowContext(ctx, pgGet, id) },
 			upsert: func(ctx context.Context, r Report) error {
 				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID,
-					r.Commit, r.ProjectPath)
+					r.Commit, r.ProjectPath, r.GitLabStatus, r.Description)
 				return err
 			},
 			rearm: func(ctx context.Context, id string) error {

@@ -87,6 +87,8 @@ var sqliteColumns = []column{
 	{"projects", "seen_at", "INTEGER NOT NULL DEFAULT 0"},
 	{"statuses", "commit_sha", "TEXT NOT NULL DEFAULT ''"},
 	{"statuses", "project_path", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "gitlab_status", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "description", "TEXT NOT NULL DEFAULT ''"},
 }
 
 // OpenSQLite opens (or creates) the store in dir. Leases left by a
@@ -183,7 +185,7 @@ func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]boo
 			get: func(ctx context.Context, id string) *sql.Row { return get.QueryRowContext(ctx, id) },
 			upsert: func(ctx context.Context, r Report) error {
 				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID,
-					r.Commit, r.ProjectPath)
+					r.Commit, r.ProjectPath, r.GitLabStatus, r.Description)
 				return err
 			},
 			rearm: func(ctx context.Context, id string) error {

@@ -47,6 +47,12 @@ type Report struct {
 	// Source says where the event came from (the pipeline's source, and
 	// whether a webhook or the sweep brought it), for the status's history.
 	Source string
+	// GitLabStatus is GitLab's own word for the pipeline (skipped, manual,
+	// canceled, ...), which the Bitbucket state does not tell apart.
+	GitLabStatus string
+	// Description is the status's text as posted: what the operator's page
+	// shows beside the state.
+	Description string
 }
 
 // Row is a status as stored.
@@ -340,13 +346,15 @@ func (d dialect) sql(q string) string {
 // The statements both backends share.
 const (
 	rowColumns = `id, credential, server, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at,
-	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain, commit_sha, project_path, lease_owner, updated_at`
+	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain, commit_sha, project_path, gitlab_status, description, lease_owner, updated_at`
 	getSQL    = `SELECT ` + rowColumns + `, 0 FROM statuses WHERE id = ?`
 	upsertSQL = `
-INSERT INTO statuses (id, credential, server, pipeline_id, state, final, finished_at, body, project_id, commit_sha, project_path, version, pending, accepted_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
+INSERT INTO statuses (id, credential, server, pipeline_id, state, final, finished_at, body, project_id, commit_sha, project_path,
+	gitlab_status, description, version, pending, accepted_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
 ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, server = excluded.server, pipeline_id = excluded.pipeline_id,
-	commit_sha = excluded.commit_sha, project_path = excluded.project_path,
+	commit_sha = excluded.commit_sha, project_path = excluded.project_path, gitlab_status = excluded.gitlab_status,
+	description = excluded.description,
 	state = excluded.state, final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
 	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending THEN statuses.accepted_at ELSE excluded.accepted_at END,
 	pending = {true}, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`
@@ -608,7 +616,7 @@ func scanRow(sc scanner) (*Row, error) {
 	var finished, accepted, next, updated, leaseLeft int64
 	if err := sc.Scan(&r.StatusID, &r.Credential, &r.Server, &r.PipelineID, &r.State, &r.Final, &finished, &r.Body, &r.ProjectID,
 		&r.Version, &r.Pending, &accepted, &r.Attempts, &next, &r.PostedState, &r.PostedPipeline, &r.PostSeq, &r.LastError,
-		&r.Uncertain, &r.Commit, &r.ProjectPath, &r.LeaseOwner, &updated, &leaseLeft); err != nil {
+		&r.Uncertain, &r.Commit, &r.ProjectPath, &r.GitLabStatus, &r.Description, &r.LeaseOwner, &updated, &leaseLeft); err != nil {
 		return nil, err
 	}
 	r.FinishedAt, r.AcceptedAt, r.NextAttempt, r.UpdatedAt = fromMS(finished), fromMS(accepted), fromMS(next), fromMS(updated)
