@@ -65,7 +65,10 @@ type Relay struct {
 
 	// reports are the test reports published.
 	reports reports
-	// secrets are removed from what reports send (test output may print one).
+	// secrets are every credential the relay knows (the configuration's, and
+	// OAuth access tokens as they are fetched): removed from what reports
+	// send (test output may print one) and from every text a server sent
+	// before it is stored.
 	secrets *redact.Set
 
 	verifyMu sync.Mutex
@@ -114,15 +117,27 @@ func New(cfg *Config, st store.Store, o Options) *Relay {
 	noRedirects := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	httpClient := &http.Client{Transport: transport, CheckRedirect: noRedirects}
 	logger := slog.New(slog.NewJSONHandler(o.Log, nil))
+	secrets := o.Secrets
+	if secrets == nil {
+		secrets = &redact.Set{}
+	}
+	for _, v := range cfg.Secrets {
+		secrets.Add(v)
+	}
+	for _, a := range cfg.Credentials {
+		if a.Kind == bitbucket.Basic {
+			secrets.AddBasic(a.Username, a.Token)
+		}
+	}
 	r := &Relay{cfg: cfg, store: st, clients: map[string]*bitbucket.Client{}, log: logger, owner: newOwner(),
 		wake: make(chan struct{}, 1), mirrors: map[int64]mirrorEntry{}, pauses: map[string]pause{}, triggers: map[int64]string{},
 		verify: map[string]*tokenBucket{}, bodies: newReadBudget(smallBodyBudget, cfg.ReadBudget),
-		refusals: sampler{interval: 10 * time.Second}, secrets: o.Secrets}
+		refusals: sampler{interval: 10 * time.Second}, secrets: secrets}
 	r.servers = newServerGates(cfg.ServerWorkers, cfg.RetryBase, logger)
 	r.metrics = newMetrics(st, r.servers)
 	for name, auth := range cfg.Credentials {
 		r.clients[name] = &bitbucket.Client{HTTP: httpClient, Auth: auth, UserAgent: "bitbucket-status-relay/" + o.Version,
-			Log: &logWriter{log: logger, credential: name}, AttemptTimeout: postTimeout, MaxAttempts: 1, Secrets: o.Secrets}
+			Log: &logWriter{log: logger, credential: name}, AttemptTimeout: postTimeout, MaxAttempts: 1, Secrets: secrets}
 	}
 	if cfg.GitLab != nil {
 		cfg.GitLab.HTTP = &http.Client{Transport: transport, CheckRedirect: noRedirects, Timeout: postTimeout}
@@ -155,6 +170,13 @@ type work struct {
 	Pipeline   gitlab.Pipeline `json:"pipeline"`
 	Dest       Destination     `json:"destination"`
 	Unresolved bool            `json:"unresolved,omitempty"`
+}
+
+// clean makes a text that came from a server (an error body) fit to
+// store and show: every credential the relay knows, and anything shaped
+// like one, removed; control characters made visible.
+func (r *Relay) clean(text string) string {
+	return redact.Printable(r.secrets.Scrub(text))
 }
 
 // statusOf is the status the pipeline's jobs would post: one piece of code

@@ -167,9 +167,7 @@ func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destin
 	if readErr != nil {
 		rep.Summary += " The failed tests could not be read from GitLab: see the pipeline's Tests tab."
 	}
-	if r.secrets != nil {
-		rep.Scrub(r.secrets.Scrub)
-	}
+	rep.Scrub(r.secrets.Scrub)
 	in := bitbucket.Insights{Key: statuskey.Report(p.ProjectPath, string(insights.Tests), ""), Report: rep}
 	var reqs []bitbucket.Request
 	if d.DataCenter != nil {
@@ -213,9 +211,7 @@ func (r *Relay) noteReport(ctx context.Context, statusID string, p gitlab.Pipeli
 	default:
 		e.Detail = "test report not published (" + outcome + "): " + err.Error()
 	}
-	if r.secrets != nil {
-		e.Detail = r.secrets.Scrub(e.Detail)
-	}
+	e.Detail = r.clean(e.Detail)
 	if err := r.store.Note(ctx, statusID, e); err != nil {
 		r.log.Error("recording a test report in its status's history", "status", statusID, "error", err.Error())
 	}

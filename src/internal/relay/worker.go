@@ -142,6 +142,9 @@ func (r *Relay) post(row store.Row, deadline time.Time) {
 	defer cancel()
 	start := time.Now()
 	o, result, attrs := r.attempt(ctx, row)
+	// What a server said is stored and shown: never a credential, never a
+	// terminal's control sequence.
+	o.Error = r.clean(o.Error)
 	r.servers.done(row.Server, result)
 	r.metrics.latency.Observe(time.Since(start).Seconds())
 	attrs = append(attrs, "status", row.StatusID, "attempt", row.Attempts+1, "ms", time.Since(start).Milliseconds())
