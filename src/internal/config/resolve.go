@@ -367,6 +367,18 @@ func checkLink(variable, raw string) error {
 	return nil
 }
 
+// CheckLink says why Bitbucket would refuse raw as a status's link (Cloud:
+// cloud is true), naming it as what; nil when it would take it.
+func CheckLink(what, raw string, cloud bool) error {
+	if err := checkLink(what, raw); err != nil {
+		return err
+	}
+	if cloud {
+		return checkCloudLinkHost(what, raw)
+	}
+	return nil
+}
+
 // checkCloudLinkHost catches what Bitbucket Cloud would refuse with
 // "400 url: Enter a valid URL.": a host name of one label, such as the
 // internal name a self-managed GitLab may have (http://gitlab:8080/...).

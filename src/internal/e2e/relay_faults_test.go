@@ -517,8 +517,11 @@ func TestRelayReadOnlyDatabasePostsNothingAndRecovers(t *testing.T) {
 	if n := bb.hits.Load() - before; n != 0 {
 		t.Fatalf("%d requests to Bitbucket while nothing could be recorded", n)
 	}
-	if code, text := r.get("/readyz"); code != 503 || !strings.Contains(text, "read-only") {
+	if code, text := r.get("/readyz"); code != 503 || strings.Contains(text, "read-only") || strings.Contains(text, "relay_") {
 		t.Fatalf("/readyz while the database is still read-only: %d %s", code, text)
+	}
+	if !strings.Contains(r.log(), `"msg":"not ready: the store is unreachable or cannot write"`) || !strings.Contains(r.log(), "read-only") {
+		t.Fatalf("the log does not say why the relay is not ready:\n%s", r.log())
 	}
 	readOnlyDatabase(t, url, false)
 	eventually(t, "posted once writable again", func() bool { return bb.shownState(sha, "gitlab/acme/widgets") == "SUCCESSFUL" }, r.log)

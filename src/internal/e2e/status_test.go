@@ -66,6 +66,14 @@ func TestStatusPage(t *testing.T) {
 			t.Errorf("%q/%q: %d %v", c.user, c.password, resp.StatusCode, resp.Header)
 		}
 	}
+	// Three wrong passwords (the first request carried none): counted, and
+	// logged without what was tried.
+	if n := r.metric(`bitbucket_relay_status_logins_total{outcome="refused"}`); n != 3 {
+		t.Errorf("refused logins counted: %v, want 3", n)
+	}
+	if !strings.Contains(r.log(), `"msg":"status page login refused: wrong password"`) || strings.Contains(r.log(), `"wrong"`) {
+		t.Errorf("a refused login is not logged, or its password is:\n%s", r.log())
+	}
 	resp, page := r.getAs("/status?q="+sha[:8], "anyone", statusToken)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Security-Policy") != "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'" ||
 		resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {

@@ -30,16 +30,46 @@ func (r *Relay) Handler() http.Handler {
 	return mux
 }
 
+// readyz answers whether this replica can take webhooks. Anyone may ask,
+// so the answer says no more than that: why the store fails (a database's
+// user, host and name) goes to the log.
 func (r *Relay) readyz(w http.ResponseWriter, req *http.Request) {
 	if !r.ready.Load() {
 		http.Error(w, "not ready: starting or shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if err := r.store.Ping(req.Context()); err != nil {
-		http.Error(w, "not ready: the store cannot write: "+err.Error(), http.StatusServiceUnavailable)
+	if err := r.storeReady(req.Context()); err != nil {
+		if _, ok := r.readyLog.allow(time.Now()); ok {
+			r.log.Warn("not ready: the store is unreachable or cannot write", "error", err.Error())
+		}
+		http.Error(w, "not ready: the store is unreachable or cannot write (the relay's log says why)", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
+}
+
+// readyWriteEvery is how often readiness commits a write to the store; in
+// between, it only reads. Probes come every few seconds from several
+// places (the load balancer, the orchestrator): a write for each would be
+// load for nothing.
+const readyWriteEvery = 10 * time.Second
+
+// storeReady reads from the store every time, and commits a small write
+// when the last one is older than readyWriteEvery or failed: a full disk
+// or a read-only database shows within that time, an unreachable one at
+// once.
+func (r *Relay) storeReady(ctx context.Context) error {
+	if err := r.store.Reachable(ctx); err != nil {
+		return err
+	}
+	r.readyMu.Lock()
+	defer r.readyMu.Unlock()
+	if r.readyErr == nil && time.Since(r.readyWrote) < readyWriteEvery {
+		return nil
+	}
+	r.readyErr = r.store.Ping(ctx)
+	r.readyWrote = time.Now()
+	return r.readyErr
 }
 
 // answer writes a short plain-text answer; GitLab shows it under the

@@ -423,3 +423,44 @@ func TestABlockedPipelineSaysWhatItWaitsFor(t *testing.T) {
 		t.Errorf("stored %+v, %v; want GitLab's status manual and the description", found, err)
 	}
 }
+
+// TestALinkBitbucketWouldRefuseIsReplaced: a pipeline's web_url that is not
+// http(s), not on GITLAB_URL's host, or a single-label host Bitbucket Cloud
+// refuses, is not sent: the pipeline's page on GITLAB_URL is, else the
+// commit's page on Bitbucket. The status is posted either way.
+func TestALinkBitbucketWouldRefuseIsReplaced(t *testing.T) {
+	t.Parallel()
+	bb := newTestBitbucket(t)
+	gl := newStandInGitLab(t)
+	without := startRelay(t, map[string]string{"BITBUCKET_API_URL": bb.url + "/2.0"}, nil, nil)
+	with := startRelay(t, map[string]string{"BITBUCKET_API_URL": bb.url + "/2.0", "GITLAB_URL": gl.url, "GITLAB_TOKEN": "glpat-links",
+		"BITBUCKET_RELAY_SWEEP_INTERVAL": "0", "BITBUCKET_RELAY_TEST_REPORTS": "false"}, nil, nil)
+	for i, c := range []struct {
+		relay *testRelay
+		link  string
+		want  string // %s: the commit; %d: the pipeline
+	}{
+		{without, "javascript:alert(document.cookie)", "https://bitbucket.org/acme/widgets/commits/%s"},
+		{without, "http://gitlab:8080/acme/widgets/-/pipelines/%d", "https://bitbucket.org/acme/widgets/commits/%s"},
+		{without, "https://gitlab.example.com/acme/widgets/-/pipelines/%d", "https://gitlab.example.com/acme/widgets/-/pipelines/%d"},
+		{with, "javascript:alert(1)", gl.url + "/acme/widgets/-/pipelines/%d"},
+		{with, "https://phish.example.net/acme/widgets/-/pipelines/%d", gl.url + "/acme/widgets/-/pipelines/%d"},
+		{with, gl.url + "/acme/widgets/-/pipelines/%d", gl.url + "/acme/widgets/-/pipelines/%d"},
+	} {
+		commit := fmt.Sprintf("%040x", 0x11c0+i)
+		p := pipelineEvent(int64(7000+i), "success", commit)
+		fill := func(s string) string {
+			s = strings.Replace(s, "%s", commit, 1)
+			return strings.Replace(s, "%d", strconv.FormatInt(p.ID, 10), 1)
+		}
+		p.URL = fill(c.link)
+		gl.set(p)
+		c.relay.event(t, p)
+		idle(t, c.relay.store, c.relay.log.String)
+		var shown struct{ State, URL string }
+		_ = json.Unmarshal(bb.Shown(commit, parentKey), &shown)
+		if shown.State != "SUCCESSFUL" || shown.URL != fill(c.want) {
+			t.Errorf("web_url %s: Bitbucket shows %s %q, want SUCCESSFUL %q\n%s", p.URL, shown.State, shown.URL, fill(c.want), c.relay.log.String())
+		}
+	}
+}

@@ -25,6 +25,7 @@ type metrics struct {
 	verified     *prometheus.CounterVec
 	pruned       *prometheus.CounterVec
 	reports      *prometheus.CounterVec
+	logins       *prometheus.CounterVec
 }
 
 func newMetrics(st store.Store, servers *serverGates) *metrics {
@@ -52,6 +53,8 @@ func newMetrics(st store.Store, servers *serverGates) *metrics {
 			Help: "Rows deleted past BITBUCKET_RELAY_RETENTION, by kind (posted, abandoned, project)."}, []string{"kind"}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_test_reports_total",
 			Help: "Test reports published to Bitbucket, by outcome (published, partial: without the failed tests, failed, paused, dropped)."}, []string{"outcome"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_status_logins_total",
+			Help: "Requests to the status page with a password, by outcome (accepted, refused: a wrong password)."}, []string{"outcome"}),
 	}
 	stats := func() store.Stats {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -69,7 +72,7 @@ func newMetrics(st store.Store, servers *serverGates) *metrics {
 		}
 		return time.Since(s.OldestPending).Seconds()
 	})
-	m.registry.MustRegister(m.events, m.posts, m.latency, m.skipped, m.sweeps, m.gitlabErrors, m.verified, m.pruned, m.reports, pending, oldest,
+	m.registry.MustRegister(m.events, m.posts, m.latency, m.skipped, m.sweeps, m.gitlabErrors, m.verified, m.pruned, m.reports, m.logins, pending, oldest,
 		&serverCollector{servers: servers})
 	return m
 }

@@ -16,12 +16,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
@@ -48,8 +51,14 @@ type Relay struct {
 	servers *serverGates
 	// bodies bounds the webhook bodies being read at once.
 	bodies *readBudget
-	// refusals samples the log lines of refused webhooks.
-	refusals sampler
+	// refusals samples the log lines of refused webhooks; readyLog, of
+	// failed readiness checks; logins, of refused status page logins.
+	refusals, readyLog, logins sampler
+	// readyWrote is when readiness last committed a write; readyErr, how
+	// that ended.
+	readyMu    sync.Mutex
+	readyWrote time.Time
+	readyErr   error
 
 	mirrorMu sync.Mutex
 	mirrors  map[int64]mirrorEntry
@@ -132,7 +141,8 @@ func New(cfg *Config, st store.Store, o Options) *Relay {
 	r := &Relay{cfg: cfg, store: st, clients: map[string]*bitbucket.Client{}, log: logger, owner: newOwner(),
 		wake: make(chan struct{}, 1), mirrors: map[int64]mirrorEntry{}, pauses: map[string]pause{}, triggers: map[int64]string{},
 		verify: map[string]*tokenBucket{}, bodies: newReadBudget(smallBodyBudget, cfg.ReadBudget),
-		refusals: sampler{interval: 10 * time.Second}, secrets: secrets}
+		refusals: sampler{interval: 10 * time.Second}, readyLog: sampler{interval: 10 * time.Second},
+		logins: sampler{interval: 10 * time.Second}, secrets: secrets}
 	r.servers = newServerGates(cfg.ServerWorkers, cfg.RetryBase, logger)
 	r.metrics = newMetrics(st, r.servers)
 	for name, auth := range cfg.Credentials {
@@ -177,6 +187,49 @@ type work struct {
 // like one, removed; control characters made visible.
 func (r *Relay) clean(text string) string {
 	return redact.Printable(r.secrets.Scrub(text))
+}
+
+// statusOf is statusOf with a link Bitbucket takes: a pipeline's web_url
+// that is not http(s), not on GITLAB_URL's host (when set) or not one
+// Bitbucket Cloud accepts is replaced by the pipeline's page on GITLAB_URL,
+// else the commit's page on Bitbucket. A javascript: link was posted as it
+// came, Cloud refused it, and the status was lost.
+func (r *Relay) statusOf(p gitlab.Pipeline, d Destination) (bitbucket.Status, error) {
+	s, err := statusOf(p, d)
+	if err != nil || r.linkProblem(s.URL, d) == nil {
+		return s, err
+	}
+	s.URL = ""
+	if g := r.cfg.GitLab; g != nil && p.ID > 0 {
+		s.URL = g.BaseURL + "/" + p.ProjectPath + "/-/pipelines/" + strconv.FormatInt(p.ID, 10)
+	}
+	if s.URL == "" || r.linkProblem(s.URL, d) != nil {
+		s.URL = commitPage(d, p.SHA)
+	}
+	return s, nil
+}
+
+// linkProblem says why a link may not go to Bitbucket.
+func (r *Relay) linkProblem(link string, d Destination) error {
+	if err := config.CheckLink("the pipeline's web_url", link, d.Cloud != nil); err != nil {
+		return err
+	}
+	if g := r.cfg.GitLab; g != nil {
+		u, _ := url.Parse(link)
+		base, _ := url.Parse(g.BaseURL)
+		if !strings.EqualFold(u.Host, base.Host) {
+			return fmt.Errorf("the pipeline's web_url is on %s, not on GITLAB_URL's host %s", u.Host, base.Host)
+		}
+	}
+	return nil
+}
+
+// commitPage is the commit's page in Bitbucket's web interface.
+func commitPage(d Destination, commit string) string {
+	if dc := d.DataCenter; dc != nil {
+		return dc.Server + "/projects/" + url.PathEscape(dc.Project) + "/repos/" + url.PathEscape(dc.Slug) + "/commits/" + commit
+	}
+	return "https://bitbucket.org/" + url.PathEscape(d.Cloud.Workspace) + "/" + url.PathEscape(d.Cloud.Slug) + "/commits/" + commit
 }
 
 // statusOf is the status the pipeline's jobs would post: one piece of code
@@ -247,7 +300,7 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 	if err != nil {
 		return store.Report{}, Destination{}, err
 	}
-	s, err := statusOf(p, d)
+	s, err := r.statusOf(p, d)
 	if err != nil {
 		return store.Report{}, Destination{}, &skipError{"unknown_status", fmt.Sprintf("pipeline %d: %v", p.ID, err)}
 	}

@@ -37,10 +37,21 @@ func (r *Relay) authorized(next http.HandlerFunc) http.HandlerFunc {
 		pageHeaders(w.Header())
 		_, token, ok := req.BasicAuth()
 		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(r.cfg.StatusToken)) != 1 {
+			// A browser's first request carries no password: only a wrong
+			// one is a failed login, counted and logged (never what was
+			// tried), once per 10 s at most with a count.
+			if ok {
+				r.metrics.logins.WithLabelValues("refused").Inc()
+				if n, log := r.logins.allow(time.Now()); log {
+					r.log.Warn("status page login refused: wrong password", "remote", req.RemoteAddr, "path", req.URL.Path,
+						"refused_since_last_line", n)
+				}
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="bitbucket-status-relay", charset="UTF-8"`)
 			http.Error(w, "the status page needs BITBUCKET_RELAY_STATUS_TOKEN as the password (any user name)", http.StatusUnauthorized)
 			return
 		}
+		r.metrics.logins.WithLabelValues("accepted").Inc()
 		next(w, req)
 	}
 }

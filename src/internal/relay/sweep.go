@@ -176,7 +176,7 @@ func (r *Relay) verify1(ctx context.Context, p gitlab.Pipeline, rep store.Report
 	if err != nil {
 		return ""
 	}
-	want, err := statusOf(p, d)
+	want, err := r.statusOf(p, d)
 	if err != nil {
 		return ""
 	}

@@ -211,10 +211,13 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 	if r.cfg.GitLab != nil {
 		p = r.reread(ctx, p)
 	}
-	s, err := statusOf(p, d)
+	s, err := r.statusOf(p, d)
 	if err != nil {
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
 		return store.Outcome{Done: true, Error: err.Error()}, serverUntried, attrs
+	}
+	if s.URL != p.URL {
+		attrs = append(attrs, "link", s.URL, "link_refused", r.linkProblem(p.URL, d).Error())
 	}
 	wantsTests := r.wantsTests(p, d, s)
 	var tests *testSummary

@@ -390,6 +390,12 @@ func (s *Postgres) Ping(ctx context.Context) error {
 	return err
 }
 
+// Reachable implements Store.
+func (s *Postgres) Reachable(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
 // Close implements Store.
 func (s *Postgres) Close() error {
 	s.leaderMu.Lock()

@@ -300,6 +300,12 @@ func (s *SQLite) Ping(ctx context.Context) error {
 	})
 }
 
+// Reachable implements Store.
+func (s *SQLite) Reachable(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
 // RecordSweep implements Store.
 func (s *SQLite) RecordSweep(ctx context.Context, sw Sweep) error {
 	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {

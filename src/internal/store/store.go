@@ -276,6 +276,8 @@ type Store interface {
 	Lead(ctx context.Context) (bool, error)
 	// Ping commits a small write: the store answers and can write.
 	Ping(ctx context.Context) error
+	// Reachable reads: the store answers. It writes nothing.
+	Reachable(ctx context.Context) error
 	// Note adds an entry to a status's history (a report published or not);
 	// a status that does not exist takes none.
 	Note(ctx context.Context, statusID string, e Entry) error
