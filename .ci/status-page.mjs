@@ -6,7 +6,20 @@ import assert from 'node:assert/strict';
 
 const require = createRequire(import.meta.url + '/../');
 const { chromium } = require('playwright-core');
-const { RELAY_URL, STATUS_TOKEN, FAILED_COMMIT, SCREENSHOT } = process.env;
+const { RELAY_URL, STATUS_TOKEN, FAILED_COMMIT, QUIET_COMMIT, SCREENSHOT } = process.env;
+const axeSource = require('fs').readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+// axe checks the page as it is now: no violation that axe rates serious or
+// critical (colour contrast among them). The page's CSP allows no script, so
+// axe is evaluated through the browser's own protocol, not injected.
+async function accessible(page, what) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [],
+    `axe-core on ${what}`);
+  return result.violations.length;
+}
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -59,8 +72,59 @@ try {
   assert.deepEqual(dialogs, [], 'a dialog opened');
   assert.deepEqual(scripts, [], 'a script or an asset from elsewhere was requested');
 
+  // Bitbucket's number for each pipeline (#N) beside GitLab's id.
+  assert.match(await page.locator('article', { hasText: 'acme/widgets' }).locator('dd').nth(2).innerText(), /SUCCESSFUL for pipeline 3100 \(#1100\)/);
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
-  console.log(`ok: backlog "${backlog}", the refused post explained, the injected name shown as text, no script; ${SCREENSHOT}`);
+  const light = await accessible(page, 'a commit (light)');
+
+  // A query the page cannot read is refused, and stays in the box to mend.
+  await page.fill('#q', 'main');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#search-error');
+  assert.match(await page.locator('#search-error').innerText(), /^search for a commit/);
+  assert.equal(await page.inputValue('#q'), 'main', 'the refused query is kept');
+
+  // What operators paste: a GitLab commit URL, a Bitbucket commit URL, a
+  // project in another letter case, its GitLab URL.
+  for (const [query, title] of [
+    [`https://gitlab.example.com/acme/widgets/-/commit/${FAILED_COMMIT}`, `3 statuses for commit ${FAILED_COMMIT}`],
+    [`https://bitbucket.org/acme/widgets/commits/${FAILED_COMMIT.slice(0, 12)}`, `3 statuses for commit ${FAILED_COMMIT.slice(0, 12)}`],
+    ['ACME/Widgets', '23 statuses for project ACME/Widgets, page 1 of 2'],
+    ['https://gitlab.example.com/acme/widgets/-/pipelines/3001', '23 statuses for project acme/widgets, page 1 of 2'],
+  ]) {
+    await page.goto(`${RELAY_URL}/status?q=${encodeURIComponent(query)}`);
+    assert.equal(await page.locator('#search h2').innerText(), title, `search ${query}`);
+    assert.equal(await page.inputValue('#q'), query, 'the query stays in the box');
+  }
+  // The next page holds the rest.
+  await page.click('a[rel=next]');
+  assert.equal(await page.locator('#search h2').innerText(), '23 statuses for project acme/widgets, page 2 of 2');
+  assert.equal(await page.locator('article.status').count(), 3, 'the second page');
+
+  // A commit whose only pipeline was not reported says why.
+  await page.goto(`${RELAY_URL}/status?q=${QUIET_COMMIT}`);
+  assert.equal(await page.locator('#search h2').innerText(), `No status for commit ${QUIET_COMMIT}`);
+  assert.match(await page.locator('table.skipped').innerText(), /child_pipeline: pipeline 2046 is a child pipeline of pipeline 2045/);
+
+  // Dark mode, and a phone on call: 390 px wide, nothing wider than the screen.
+  const phone = await browser.newContext({ httpCredentials: { username: 'operator', password: STATUS_TOKEN }, viewport: { width: 390, height: 844 },
+    colorScheme: 'dark', deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  const small = await phone.newPage();
+  for (const url of [`${RELAY_URL}/status?q=${FAILED_COMMIT.slice(0, 10)}`, `${RELAY_URL}/status?q=acme/widgets`, `${RELAY_URL}/status?q=${QUIET_COMMIT}`]) {
+    await small.goto(url);
+    const widths = await small.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      widest: Math.max(...[...document.querySelectorAll('main *, header *')].map((e) => e.getBoundingClientRect().right)),
+    }));
+    assert.ok(widths.page <= 390 && widths.widest <= 390.5, `at 390 px, ${url} is ${widths.page} px wide (its widest element ends at ${widths.widest})`);
+    await accessible(small, `${url} (dark, 390 px)`);
+  }
+  assert.equal(await small.evaluate(() => matchMedia('(prefers-color-scheme: dark)').matches), true, 'dark mode');
+  await small.goto(`${RELAY_URL}/status?q=${FAILED_COMMIT.slice(0, 10)}`);
+  await small.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-phone-dark.png'), fullPage: true });
+  await phone.close();
+  console.log(`ok: backlog "${backlog}", the refused post explained, the injected name shown as text, no script; pasted URLs and ` +
+    `paging found; axe-core: no serious violation in light (${light} lesser) or dark; 390 px: nothing wider; ${SCREENSHOT}`);
 } finally {
   await browser.close();
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -101,7 +102,7 @@ func TestStatusPage(t *testing.T) {
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "BITBUCKET_RELAY_DATA=" + data}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "3 status(es) for commit "+sha[:10]) ||
-		!strings.Contains(string(out), "post   pipeline 2046 FAILED: 403: Bitbucket refused the request (403 Forbidden)") {
+		!strings.Contains(string(out), "post   pipeline 2046 (#8) FAILED: 403: Bitbucket refused the request (403 Forbidden)") {
 		t.Fatalf("status --commit: %v\n%s", err, out)
 	}
 	cmd = exec.Command(relayBinary, "status", "--project", "acme/widgets", "--json")
@@ -125,7 +126,7 @@ func TestStatusPage(t *testing.T) {
 	cmd = exec.Command(relayBinary, "status", "--commit", "main")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "BITBUCKET_RELAY_DATA=" + data}
 	out, _ = cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() != 2 || string(out) != "bitbucket-status-relay: --commit \"main\" is not a commit hash: give 7 to 64 hex digits\n" {
+	if cmd.ProcessState.ExitCode() != 2 || string(out) != "bitbucket-status-relay: --commit \"main\" is not a commit hash: give 7 to 64 hex digits, or a GitLab or Bitbucket commit URL\n" {
 		t.Fatalf("exit %d: %s", cmd.ProcessState.ExitCode(), out)
 	}
 	cmd = exec.Command(relayBinary, "status")
@@ -133,5 +134,37 @@ func TestStatusPage(t *testing.T) {
 	out, _ = cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "no relay store in ") {
 		t.Fatalf("exit %d: %s", cmd.ProcessState.ExitCode(), out)
+	}
+	// As scripts and people use it: help exits 0, a wrong flag or value 2
+	// with the usage error, nothing found 0 with "No status" (JSON: total 0).
+	quiet := strings.Repeat("c", 40)
+	child, err := os.ReadFile("../gitlab/testdata/pipeline-child.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, text := r.send("Pipeline Hook", []byte(strings.ReplaceAll(string(child), sha, quiet))); code != 200 {
+		t.Fatalf("a child pipeline: %d %s", code, text)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"status", "--help"}, 0, "bitbucket-status-relay status: what the relay holds and did"},
+		{[]string{"status", "-h"}, 0, "Exit codes: 0 read (also when nothing is found"},
+		{[]string{"status", "--bogus"}, 2, "bitbucket-status-relay: flag provided but not defined: -bogus (see bitbucket-status-relay --help)\n"},
+		{[]string{"status", "--project", "widgets"}, 2, "bitbucket-status-relay: --project \"widgets\" is not a GitLab project path: give group/project, or the project's URL\n"},
+		{[]string{"status", "--commit", strings.Repeat("e", 40)}, 0, "No status for commit " + strings.Repeat("e", 40) + ": the relay received nothing for it"},
+		{[]string{"status", "--commit", strings.Repeat("e", 40), "--json"}, 0, `"total": 0,`},
+		{[]string{"status", "--commit", "https://gitlab.example.com/acme/widgets/-/commit/" + quiet}, 0,
+			"No status for commit " + quiet + ": every pipeline received for it was not reported, for the reasons below."},
+		{[]string{"status", "--project", "ACME/Widgets", "--page", "1"}, 0, "1 status(es) for project ACME/Widgets"},
+	} {
+		cmd := exec.Command(relayBinary, c.args...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "BITBUCKET_RELAY_DATA=" + data}
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s", c.args, cmd.ProcessState.ExitCode(), c.code, c.want, out)
+		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
 )
 
 // Check makes one read-only request per route (and one to GitLab, with
@@ -17,15 +15,15 @@ import (
 // returns the number of failed checks.
 func (r *Relay) Check(ctx context.Context, w io.Writer) int {
 	failed := 0
-	report := func(what string, err error, run *config.Run) {
+	report := func(what string, err error, d *Destination) {
 		if err == nil {
 			fmt.Fprintf(w, "ok: %s\n", what)
 			return
 		}
 		failed++
 		msg := err.Error()
-		if run != nil {
-			msg = explain.Failure(err, run, false)
+		if d != nil {
+			msg = r.advice(err, *d, "", "", false)
 		}
 		fmt.Fprintf(w, "FAILED: %s: %s\n", what, msg)
 	}
@@ -44,13 +42,14 @@ func (r *Relay) Check(ctx context.Context, w io.Writer) int {
 			cred = DefaultCredential
 		}
 		client := r.clients[cred]
-		req, run, where := checkRequest(rt, client.Auth, r.cfg.defaultCloudAPI)
+		req, d, where := checkRequest(rt, r.cfg.defaultCloudAPI)
 		if req.URL == "" {
 			fmt.Fprintf(w, "skipped: %s: %s has placeholders down to the server, nothing concrete to read\n", what, where)
 			continue
 		}
+		d.Credential, d.Via = cred, what
 		_, err := client.Do(ctx, req)
-		report(fmt.Sprintf("%s: credential %q can read %s", what, cred, where), err, run)
+		report(fmt.Sprintf("%s: credential %q can read %s", what, cred, where), err, &d)
 	}
 	if _, ok := r.cfg.Credentials[DefaultCredential]; ok {
 		fmt.Fprintf(w, "note: the default route (group/project = workspace/repository) is checked by its first post: its repositories are not known in advance\n")
@@ -60,28 +59,28 @@ func (r *Relay) Check(ctx context.Context, w io.Writer) int {
 
 // checkRequest is the most concrete read-only request a route allows: the
 // repository, else the workspace or project, when its placeholders leave one.
-func checkRequest(rt route, auth bitbucket.Auth, api string) (bitbucket.Request, *config.Run, string) {
-	run := &config.Run{Auth: auth, From: config.Origins{Owner: "the routes file", Slug: "the routes file", Commit: "-", Server: "the routes file"}}
+func checkRequest(rt route, api string) (bitbucket.Request, Destination, string) {
 	concrete := func(s string) bool { return !strings.Contains(s, "{") }
+	var d Destination
 	if rt.Cloud != "" {
 		ws, slug, _ := strings.Cut(rt.Cloud, "/")
-		run.Cloud = &bitbucket.Cloud{API: api, Workspace: ws, Slug: slug}
+		d.Cloud = &bitbucket.Cloud{API: api, Workspace: ws, Slug: slug}
 		switch {
 		case concrete(ws) && concrete(slug):
-			return run.Cloud.CheckRequest(""), run, run.Cloud.Where()
+			return d.Cloud.CheckRequest(""), d, d.Cloud.Where()
 		case concrete(ws):
-			return bitbucket.Request{Method: http.MethodGet, URL: api + "/repositories/" + ws + "?pagelen=1"}, run, "workspace " + ws
+			return bitbucket.Request{Method: http.MethodGet, URL: api + "/repositories/" + ws + "?pagelen=1"}, d, "workspace " + ws
 		}
-		return bitbucket.Request{}, nil, rt.Cloud
+		return bitbucket.Request{}, d, rt.Cloud
 	}
 	key, slug, _ := strings.Cut(rt.Repository, "/")
 	server := strings.TrimRight(rt.DataCenter, "/")
-	run.DataCenter = &bitbucket.DataCenter{Server: server, Project: key, Slug: slug}
+	d.DataCenter = &bitbucket.DataCenter{Server: server, Project: key, Slug: slug}
 	switch {
 	case concrete(key) && concrete(slug):
-		return run.DataCenter.CheckRequest(""), run, run.DataCenter.Where()
+		return d.DataCenter.CheckRequest(""), d, d.DataCenter.Where()
 	case concrete(key):
-		return bitbucket.Request{Method: http.MethodGet, URL: server + "/rest/api/latest/projects/" + key}, run, "project " + key + " at " + server
+		return bitbucket.Request{Method: http.MethodGet, URL: server + "/rest/api/latest/projects/" + key}, d, "project " + key + " at " + server
 	}
-	return bitbucket.Request{}, nil, rt.Repository
+	return bitbucket.Request{}, d, rt.Repository
 }

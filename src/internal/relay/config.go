@@ -98,6 +98,9 @@ type Config struct {
 	defaultProject    string
 	// mirrorAllowed is, per credential, where a pull mirror may lead it.
 	mirrorAllowed map[string]mirrorAllowList
+	// credentialFrom names each credential as its operator set it, for
+	// what the relay says about a refusal.
+	credentialFrom map[string]string
 	// lease is how long a claimed status is this process's; confirmAfter,
 	// when a post that may have been overtaken is made again.
 	lease, confirmAfter time.Duration
@@ -145,7 +148,7 @@ const DefaultCredential = "default"
 func Resolve(e Env, env func(string) string) (*Config, error) {
 	c := &Config{Listen: e.Listen, WebhookToken: strings.TrimSpace(e.WebhookToken), Data: e.Data, Workers: e.Workers, MaxBody: e.MaxBody,
 		DatabaseURL: strings.TrimSpace(e.DatabaseURL), Credentials: map[string]bitbucket.Auth{}, ReadBudget: e.ReadBudget,
-		VerifyPerHour: e.VerifyPerHour, mirrorAllowed: map[string]mirrorAllowList{}, lease: defaultLease,
+		VerifyPerHour: e.VerifyPerHour, mirrorAllowed: map[string]mirrorAllowList{}, credentialFrom: map[string]string{}, lease: defaultLease,
 		confirmAfter: defaultConfirmAfter}
 	if c.DatabaseURL != "" {
 		u, err := url.Parse(c.DatabaseURL)
@@ -254,6 +257,10 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("the BITBUCKET_* credential: %w", err)
 		}
 		c.Credentials[DefaultCredential] = auth
+		c.credentialFrom[DefaultCredential] = "the credential in BITBUCKET_ACCESS_TOKEN"
+		if auth.Kind == bitbucket.OAuth {
+			c.credentialFrom[DefaultCredential] = "the OAuth consumer in BITBUCKET_OAUTH_CLIENT_ID and BITBUCKET_OAUTH_CLIENT_SECRET"
+		}
 	}
 	if e.Routes != "" {
 		data, err := os.ReadFile(e.Routes)
@@ -274,6 +281,7 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 			}
 			c.Credentials[name] = auth
 			c.mirrorAllowed[name] = newMirrorAllowList(spec.MirrorWorkspaces, spec.MirrorProjects)
+			c.credentialFrom[name] = fmt.Sprintf("credential %q of the routes file (%s)", name, spec.source())
 		}
 		for _, r := range c.routes {
 			if !r.Skip && r.Credential == "" && c.Credentials[DefaultCredential].Kind == bitbucket.NoAuth {

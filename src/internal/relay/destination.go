@@ -199,6 +199,9 @@ func (r *Relay) askGitLab(ctx context.Context, call string, ask func(context.Con
 // webhookContext marks the context of a webhook's own request.
 type webhookContext struct{}
 
+// mirrorVia names what chose a destination read from a pull mirror.
+const mirrorVia = "the project's pull mirror"
+
 // mirrorTTL is how long a project's mirror URL is remembered.
 const mirrorTTL = time.Hour
 
@@ -234,7 +237,7 @@ func (r *Relay) mirrorDestination(ctx context.Context, projectID int64) (Destina
 	if err != nil {
 		return Destination{}, false, nil
 	}
-	via := "the project's pull mirror"
+	via := mirrorVia
 	if repo.DataCenter {
 		// Only the Data Center server configured here: the credential never
 		// goes to a host read from GitLab.

@@ -158,6 +158,7 @@ func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 		count("no_route")
 		r.metrics.skipped.WithLabelValues(skip.reason).Inc()
 		r.log.Info("pipeline not reported", append(logAttrs, "reason", skip.msg)...)
+		r.noteSkip(req.Context(), p, skip)
 		answer(w, http.StatusOK, "not reported: "+skip.msg)
 	case errors.As(err, &unresolved):
 		count("accepted")

@@ -295,7 +295,7 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 		}
 		return store.Report{StatusID: unresolvedID(p), Server: r.cfg.GitLab.BaseURL, PipelineID: p.ID, State: string(st), Final: st.Final(),
 			FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID, ProjectPath: p.ProjectPath, Commit: p.SHA,
-			Source: sourceOf(ctx, p), GitLabStatus: p.Status}, Destination{}, unresolved
+			Source: sourceOf(ctx, p), GitLabStatus: p.Status, IID: p.IID}, Destination{}, unresolved
 	}
 	if err != nil {
 		return store.Report{}, Destination{}, err
@@ -310,7 +310,7 @@ func (r *Relay) report(ctx context.Context, p gitlab.Pipeline) (store.Report, De
 	}
 	return store.Report{StatusID: statusID(d, p.SHA, s.Key), Credential: d.Credential, Server: d.Server(), PipelineID: p.ID,
 		State: string(s.State), Final: s.State.Final(), FinishedAt: p.FinishedAt, Body: body, ProjectID: p.ProjectID,
-		ProjectPath: p.ProjectPath, Commit: p.SHA, Source: sourceOf(ctx, p), GitLabStatus: p.Status, Description: s.Description}, d, nil
+		ProjectPath: p.ProjectPath, Commit: p.SHA, Source: sourceOf(ctx, p), GitLabStatus: p.Status, Description: s.Description, IID: p.IID}, d, nil
 }
 
 // sourceOf says where an event came from, for the status's history: the
@@ -408,6 +408,16 @@ func (r *Relay) accept(ctx context.Context, p gitlab.Pipeline) (bool, store.Repo
 		r.nudge()
 	}
 	return changed[0], rep, err
+}
+
+// noteSkip records a pipeline not reported, for the operator who asks why
+// its commit shows nothing; a failure to record it is only logged.
+func (r *Relay) noteSkip(ctx context.Context, p gitlab.Pipeline, skip *skipError) {
+	err := r.store.NoteSkip(ctx, store.Skip{Commit: p.SHA, ProjectPath: p.ProjectPath, PipelineID: p.ID, IID: p.IID, Source: p.Source,
+		Reason: skip.reason, Detail: r.clean(skip.msg)})
+	if err != nil {
+		r.log.Warn("recording why a pipeline is not reported", "pipeline", p.ID, "error", err.Error())
+	}
 }
 
 // nudge tells the worker there is work, without waiting.

@@ -44,6 +44,17 @@ type CredentialSpec struct {
 	MirrorProjects   []string `yaml:"mirror_projects"`
 }
 
+// source says where the credential's secret comes from, never the secret.
+func (c CredentialSpec) source() string {
+	switch {
+	case c.ClientID != "":
+		return "OAuth consumer " + c.ClientID
+	case c.TokenEnv != "":
+		return "its token from " + c.TokenEnv
+	}
+	return "its token from " + c.TokenFile
+}
+
 // isZero reports whether nothing is set.
 func (c CredentialSpec) isZero() bool {
 	return c.TokenEnv == "" && c.TokenFile == "" && c.Username == "" && c.ClientID == "" && c.ClientSecretEnv == "" &&

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relaystatus"
@@ -61,30 +63,35 @@ func (r *Relay) statusPage(w http.ResponseWriter, req *http.Request) {
 	local := r.local(now)
 	o, err := relaystatus.ReadOverview(req.Context(), r.store, now, local)
 	if err != nil {
-		http.Error(w, "the store cannot be read: "+err.Error(), http.StatusServiceUnavailable)
+		r.log.Warn("status page: the store cannot be read", "error", err.Error())
+		http.Error(w, "the store cannot be read (the relay's log says why)", http.StatusServiceUnavailable)
 		return
 	}
 	var result *relaystatus.Result
 	var searchErr error
-	if q := req.URL.Query().Get("q"); q != "" {
-		res, err := relaystatus.Search(req.Context(), r.store, q, now, local)
+	q := req.URL.Query().Get("q")
+	if q != "" {
+		pageNumber, _ := strconv.Atoi(req.URL.Query().Get("page"))
+		res, err := relaystatus.Search(req.Context(), r.store, q, pageNumber, now, local)
 		switch {
 		case errors.Is(err, relaystatus.ErrQuery):
 			searchErr = err
 		case err != nil:
-			http.Error(w, "the store cannot be read: "+err.Error(), http.StatusServiceUnavailable)
+			r.log.Warn("status page: the store cannot be read", "error", err.Error())
+			http.Error(w, "the store cannot be read (the relay's log says why)", http.StatusServiceUnavailable)
 			return
 		default:
 			result = &res
 		}
 	}
 	var page bytes.Buffer
-	if err := relaystatus.WriteHTML(&page, o, result, searchErr); err != nil {
+	if err := relaystatus.WriteHTML(&page, o, q, result, searchErr); err != nil {
 		http.Error(w, "rendering the page: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write(page.Bytes())
+	// Whatever an older relay stored unscrubbed, no secret it knows leaves.
+	_, _ = io.WriteString(w, r.secrets.Scrub(page.String()))
 }
 
 // local is what this replica alone knows: its servers' gates and its

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/config"
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/explain"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
@@ -229,7 +227,7 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		s.Tests = tests.counts()
 	}
 	attrs = append(attrs, "state", string(s.State), "key", s.Key)
-	tried := &store.Attempt{State: string(s.State), PipelineID: p.ID}
+	tried := &store.Attempt{State: string(s.State), PipelineID: p.ID, IID: p.IID}
 	var posted bitbucket.Posted
 	if d.DataCenter != nil {
 		posted, err = d.DataCenter.Post(ctx, client, p.SHA, s)
@@ -264,12 +262,10 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		return store.Outcome{RetryAt: time.Now().Add(r.backoff(row.Attempts)), Error: he.Error(), Attempt: tried}, serverFailed,
 			append(attrs, "code", he.StatusCode)
 	case he != nil:
-		// 400, 401, 403, 404: refused for good, with what the job binary
-		// would say about it; the next event for the status tries again.
-		run := &config.Run{Cloud: d.Cloud, DataCenter: d.DataCenter, Commit: p.SHA, Status: s, Auth: client.Auth, Timeout: postTimeout,
-			From: config.Origins{Owner: d.Via, Slug: d.Via, Commit: "the pipeline's commit", Server: d.Via}}
+		// 400, 401, 403, 404: refused for good, with what to change, in the
+		// relay's terms; the next event for the status tries again.
 		r.metrics.posts.WithLabelValues("refused", strconv.Itoa(he.StatusCode)).Inc()
-		return store.Outcome{Done: true, Error: explain.Failure(err, run, true), Attempt: tried}, serverAnswered, append(attrs, "code", he.StatusCode)
+		return store.Outcome{Done: true, Error: r.advice(err, d, s.Key, p.SHA, true), Attempt: tried}, serverAnswered, append(attrs, "code", he.StatusCode)
 	}
 	r.metrics.posts.WithLabelValues("retry", "none").Inc()
 	msg := err.Error()
@@ -326,6 +322,7 @@ func (r *Relay) resolve(ctx context.Context, row store.Row, p gitlab.Pipeline) (
 	switch {
 	case errors.As(err, &skip):
 		r.metrics.skipped.WithLabelValues(skip.reason).Inc()
+		r.noteSkip(ctx, p, skip)
 		return store.Outcome{Done: true, Error: "not reported: " + skip.msg}, serverAnswered, attrs
 	case errors.As(err, &unresolved):
 		r.metrics.posts.WithLabelValues("retry", "none").Inc()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relay"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/relaystatus"
@@ -76,16 +75,40 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 			}},
 			{Name: "status", Usage: "what the relay holds and did: the overview, or one commit's or project's statuses",
 				Flags: []cli.Flag{
+					help,
 					&cli.StringFlag{Name: "commit", Usage: "a commit's statuses (a full or short hash)"},
 					&cli.StringFlag{Name: "project", Usage: "a GitLab project's statuses (group/project)"},
+					&cli.IntFlag{Name: "page", Value: 1, Usage: "the page of a project's statuses"},
 					&cli.BoolFlag{Name: "json", Usage: "JSON, for scripts"},
 				},
-				Action: func(c *cli.Context) error { return p.status(c, stdout) }},
+				Action: func(c *cli.Context) error {
+					if c.Bool("help") {
+						fmt.Fprint(stdout, statusHelp)
+						return nil
+					}
+					return p.status(c, stdout)
+				}},
 			{Name: "version", Usage: "print the version", Action: func(*cli.Context) error {
 				fmt.Fprintf(stdout, "bitbucket-status-relay %s\n", p.Version)
 				return nil
 			}},
 		},
+	}
+	for _, cmd := range app.Commands {
+		// A subcommand's unknown flag is a usage error too (exit 2), not a
+		// failure; its --help is the program's (status has its own).
+		cmd.OnUsageError = app.OnUsageError
+		if cmd.Name != "status" {
+			cmd.Flags = append(cmd.Flags, help)
+			action := cmd.Action
+			cmd.Action = func(c *cli.Context) error {
+				if c.Bool("help") {
+					fmt.Fprint(stdout, helpText())
+					return nil
+				}
+				return action(c)
+			}
+		}
 	}
 	err := app.RunContext(ctx, append([]string{"bitbucket-status-relay"}, args...))
 	var ue usageError
@@ -184,6 +207,15 @@ func (p *Program) status(c *cli.Context, stdout io.Writer) error {
 	if commit != "" && project != "" {
 		return usageError{errors.New("give --commit or --project, not both")}
 	}
+	if kind, _ := relaystatus.Read(commit); commit != "" && kind != "commit" {
+		return usageError{fmt.Errorf("--commit %q is not a commit hash: give 7 to 64 hex digits, or a GitLab or Bitbucket commit URL", commit)}
+	}
+	if kind, _ := relaystatus.Read(project); project != "" && kind != "project" {
+		return usageError{fmt.Errorf("--project %q is not a GitLab project path: give group/project, or the project's URL", project)}
+	}
+	if c.Int("page") < 1 {
+		return usageError{fmt.Errorf("--page %d: pages count from 1", c.Int("page"))}
+	}
 	e, err := relay.LoadEnv(c.Context, p.Env)
 	if err != nil {
 		return usageError{err}
@@ -204,14 +236,7 @@ func (p *Program) status(c *cli.Context, stdout io.Writer) error {
 		}
 		return o.WriteText(stdout)
 	}
-	q := commit + project
-	if commit != "" && !pipeline.IsCommitHash(commit) {
-		return usageError{fmt.Errorf("--commit %q is not a commit hash: give 7 to 64 hex digits", commit)}
-	}
-	if project != "" && !strings.Contains(project, "/") {
-		return usageError{fmt.Errorf("--project %q is not a GitLab project path: give group/project", project)}
-	}
-	r, err := relaystatus.Search(c.Context, st, q, now, nil)
+	r, err := relaystatus.Search(c.Context, st, commit+project, c.Int("page"), now, nil)
 	if err != nil {
 		return fmt.Errorf("reading the store: %w", err)
 	}
@@ -236,6 +261,25 @@ func openReader(ctx context.Context, e relay.Env) (store.Store, error) {
 	}
 	return st, nil
 }
+
+// statusHelp is status --help.
+const statusHelp = `bitbucket-status-relay status: what the relay holds and did, read from its store (nothing is written).
+
+Usage:
+  bitbucket-status-relay status                        the overview: backlog, last sweep, each server's posts and failures
+  bitbucket-status-relay status --commit SHA|URL       a commit's statuses, the failing first, with their history, and the
+                                                       pipelines received for it and not reported (and why)
+  bitbucket-status-relay status --project PATH|URL [--page N]
+                                                       a GitLab project's statuses, 20 a page, newest first
+  add --json for JSON (every key snake_case, every time UTC, lists never null)
+
+A commit is 7 to 64 hex digits or a URL naming one (GitLab's .../-/commit/SHA, Bitbucket's .../commits/SHA); a project
+is group/project (any letter case) or its GitLab URL. The store is BITBUCKET_RELAY_DATA's, or
+BITBUCKET_RELAY_DATABASE_URL's.
+
+Exit codes: 0 read (also when nothing is found: "No status for ..."; in JSON, total 0); 1 the store could not be read;
+2 usage error.
+`
 
 func helpText() string {
 	var b strings.Builder

@@ -12,10 +12,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
 )
 
@@ -43,12 +46,13 @@ type CredentialPause struct {
 
 // Overview is the first page.
 type Overview struct {
+	// Now is when it was read, in UTC as every time here.
 	Now     time.Time `json:"now"`
 	Pending int       `json:"pending"`
 	// OldestPending is when the oldest change waiting was accepted.
-	OldestPending time.Time    `json:"oldest_pending,omitzero"`
-	LastSweep     *store.Sweep `json:"last_sweep"`
-	Servers       []Server     `json:"servers"`
+	OldestPending time.Time `json:"oldest_pending,omitzero"`
+	LastSweep     *Sweep    `json:"last_sweep"`
+	Servers       []Server  `json:"servers"`
 	// Minutes are the last hour's posts and failures, all servers, oldest
 	// first.
 	Minutes []Point `json:"minutes"`
@@ -56,12 +60,31 @@ type Overview struct {
 	Local *Local `json:"local,omitempty"`
 }
 
+// Sweep is the last sweep's summary.
+type Sweep struct {
+	At       time.Time `json:"at"`
+	Replica  string    `json:"replica"`
+	Projects int       `json:"projects"`
+	Queued   int       `json:"queued"`
+	Verified int       `json:"verified"`
+	Reposted int       `json:"posted_again"`
+}
+
 // Server is one Bitbucket server over the last hour.
 type Server struct {
-	Server      string         `json:"server"`
-	Posts       int            `json:"posts_last_hour"`
-	Failures    int            `json:"failures_last_hour"`
-	LastFailure *store.Failure `json:"last_failure"`
+	Server      string   `json:"server"`
+	Posts       int      `json:"posts_last_hour"`
+	Failures    int      `json:"failures_last_hour"`
+	LastFailure *Failure `json:"last_failure"`
+}
+
+// Failure is a server's last failed post.
+type Failure struct {
+	At       time.Time `json:"at"`
+	StatusID string    `json:"status"`
+	// Code is the answer's HTTP code, 0 for none.
+	Code   int    `json:"code"`
+	Detail string `json:"detail"`
 }
 
 // Point is one minute of the plot.
@@ -71,18 +94,31 @@ type Point struct {
 	Failures int       `json:"failures"`
 }
 
+// text makes what came from elsewhere (a server's error, a webhook's
+// names) fit to show: no credential (whatever an older relay stored), no
+// control character.
+func text(s string) string { return redact.Printable(redact.Shapes(s)) }
+
 // ReadOverview reads the overview from st, as of now.
 func ReadOverview(ctx context.Context, st store.Store, now time.Time, local *Local) (Overview, error) {
+	now = now.UTC()
 	hourAgo := now.Add(-time.Hour).Truncate(time.Minute)
 	o, err := st.Overview(ctx, hourAgo)
 	if err != nil {
 		return Overview{}, err
 	}
-	out := Overview{Now: now, Pending: o.Pending, OldestPending: o.OldestPending, LastSweep: o.LastSweep, Local: local}
+	out := Overview{Now: now, Pending: o.Pending, OldestPending: o.OldestPending.UTC(), Local: local, Servers: []Server{}}
+	if o.OldestPending.IsZero() {
+		out.OldestPending = time.Time{}
+	}
+	if sw := o.LastSweep; sw != nil {
+		out.LastSweep = &Sweep{At: sw.At.UTC(), Replica: text(sw.Replica), Projects: sw.Projects, Queued: sw.Queued, Verified: sw.Verified,
+			Reposted: sw.Reposted}
+	}
 	servers := map[string]*Server{}
 	server := func(name string) *Server {
 		if servers[name] == nil {
-			servers[name] = &Server{Server: name}
+			servers[name] = &Server{Server: text(name)}
 		}
 		return servers[name]
 	}
@@ -100,8 +136,7 @@ func ReadOverview(ctx context.Context, st store.Store, now time.Time, local *Loc
 		}
 	}
 	for _, f := range o.Failures {
-		f := f
-		server(f.Server).LastFailure = &f
+		server(f.Server).LastFailure = &Failure{At: f.At.UTC(), StatusID: text(f.StatusID), Code: f.Code, Detail: text(f.Detail)}
 	}
 	if local != nil {
 		for _, s := range local.Servers {
@@ -117,12 +152,21 @@ func ReadOverview(ctx context.Context, st store.Store, now time.Time, local *Loc
 
 // Result is a search's answer.
 type Result struct {
+	// Query is what was asked, as given; Kind ("commit" or "project") and
+	// Value what it was read as (a URL pasted gives its commit or project).
 	Query string `json:"query"`
-	// Kind is "commit" or "project".
-	Kind string `json:"kind"`
-	// Total is how many statuses match; Statuses the newest of them.
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+	// Total is how many statuses match (counted up to 1,000); Statuses are
+	// those of this page: a commit's all of them (they are few), the
+	// failing first; a project's PageSize at a time, newest first.
 	Total    int      `json:"total"`
+	Page     int      `json:"page"`
+	Pages    int      `json:"pages"`
 	Statuses []Status `json:"statuses"`
+	// Skipped are the pipelines of a commit the relay received and did not
+	// report, and why.
+	Skipped []Skipped `json:"skipped"`
 }
 
 // Status is one status found.
@@ -134,57 +178,155 @@ type Status struct {
 	Key        string `json:"key"`
 	Project    string `json:"project"`
 	Credential string `json:"credential"`
-	// Pipeline and State are the newest event accepted for it.
-	Pipeline int64  `json:"pipeline"`
-	State    string `json:"state"`
-	Pending  bool   `json:"pending"`
+	// Pipeline, PipelineIID (#7, as Bitbucket shows it), State and
+	// GitLabStatus are the newest event accepted; Description, the text
+	// Bitbucket is given with it.
+	Pipeline     int64  `json:"pipeline"`
+	PipelineIID  int64  `json:"pipeline_iid"`
+	State        string `json:"state"`
+	GitLabStatus string `json:"gitlab_status"`
+	Description  string `json:"description"`
+	Pending      bool   `json:"pending"`
 	// PostedState and PostedPipeline are what Bitbucket was last given.
-	PostedState    string        `json:"posted_state"`
-	PostedPipeline int64         `json:"posted_pipeline"`
-	LastError      string        `json:"last_error,omitempty"`
-	Attempts       int           `json:"attempts"`
-	UpdatedAt      time.Time     `json:"updated_at"`
-	Waiting        string        `json:"waiting"`
-	History        []store.Entry `json:"history"`
+	PostedState    string `json:"posted_state"`
+	PostedPipeline int64  `json:"posted_pipeline"`
+	// Failed: the last attempt to post it failed; LastError says how.
+	Failed    bool      `json:"failed"`
+	LastError string    `json:"last_error"`
+	Attempts  int       `json:"attempts"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Waiting says what the status waits for, in words.
+	Waiting string  `json:"waiting"`
+	History []Entry `json:"history"`
 }
 
-// Limits of a search, which keep a page under 60 KB: a commit has few
-// statuses, each shown with its whole history; a project has one per
-// commit, the newest shown with their last entries. The page shows the
-// start of each entry's detail and the last error whole; text and JSON
-// show everything.
+// Entry is one line of a status's history, newest first.
+type Entry struct {
+	At time.Time `json:"at"`
+	// Kind is "event" (a webhook or the sweep), "post" (a request to
+	// Bitbucket) or "report" (a Code Insights report after the post).
+	Kind        string `json:"kind"`
+	Pipeline    int64  `json:"pipeline"`
+	PipelineIID int64  `json:"pipeline_iid"`
+	State       string `json:"state"`
+	Source      string `json:"source"`
+	// Code is a post's answer, 0 for none.
+	Code   int    `json:"code"`
+	Detail string `json:"detail"`
+	// StateChange: an event that created or changed the status (kept
+	// beyond the last 20 entries).
+	StateChange bool `json:"state_change"`
+}
+
+// Skipped is a pipeline received for a commit and not reported.
+type Skipped struct {
+	Project     string    `json:"project"`
+	Pipeline    int64     `json:"pipeline"`
+	PipelineIID int64     `json:"pipeline_iid"`
+	Source      string    `json:"source"`
+	Reason      string    `json:"reason"`
+	Detail      string    `json:"detail"`
+	At          time.Time `json:"at"`
+	Events      int       `json:"events"`
+}
+
+// Limits of a search, which keep a page under 60 KB: a commit's statuses
+// are few, each shown with its whole history; a project's are paged,
+// PageSize at a time with their last entries. The page shows the start of
+// each entry's detail and the last error whole; text and JSON show
+// everything.
 const (
-	commitStatuses, commitHistory   = 5, store.HistoryLength
-	projectStatuses, projectHistory = 20, 3
+	commitStatuses, commitHistory = 100, store.HistoryKept
+	PageSize, projectHistory      = 20, 3
+	skipsShown                    = 50
 )
 
 // ErrQuery is a query that is neither a commit nor a project path.
-var ErrQuery = errors.New("search for a commit (7 to 64 hex digits) or a GitLab project path (group/project)")
+var ErrQuery = errors.New("search for a commit (7 to 64 hex digits), a GitLab project path (group/project), " +
+	"or paste a GitLab project, pipeline or commit URL, or a Bitbucket commit URL")
 
 // Search finds the statuses of a commit (full or short hash) or a GitLab
-// project path.
-func Search(ctx context.Context, st store.Store, query string, now time.Time, local *Local) (Result, error) {
+// project path (any letter case), or of what a pasted URL names; page
+// counts from 1 (a project's statuses come PageSize at a time).
+func Search(ctx context.Context, st store.Store, query string, page int, now time.Time, local *Local) (Result, error) {
 	query = strings.TrimSpace(query)
-	r := Result{Query: query}
-	f := store.Find{}
-	switch {
-	case isHex(query) && len(query) >= 7 && len(query) <= 64:
-		r.Kind, f.Commit, f.Limit, f.History = "commit", strings.ToLower(query), commitStatuses, commitHistory
-	case strings.Contains(query, "/") && !strings.ContainsAny(query, " \t\r\n") && len(query) <= 1024:
-		r.Kind, f.Project, f.Limit, f.History = "project", strings.Trim(query, "/"), projectStatuses, projectHistory
-	default:
+	r := Result{Query: query, Page: max(page, 1), Statuses: []Status{}, Skipped: []Skipped{}}
+	kind, value := Read(query)
+	if kind == "" {
 		return r, ErrQuery
+	}
+	r.Kind, r.Value = kind, value
+	f := store.Find{}
+	if kind == "commit" {
+		f.Commit, f.Limit, f.History = value, commitStatuses, commitHistory
+	} else {
+		f.Project, f.Limit, f.Offset, f.History = value, PageSize, (r.Page-1)*PageSize, projectHistory
 	}
 	found, total, err := st.Find(ctx, f)
 	if err != nil {
 		return r, err
 	}
 	r.Total = total
+	r.Pages = 1
+	if kind == "project" {
+		r.Pages = max(1, (total+PageSize-1)/PageSize)
+	}
 	for _, fd := range found {
 		r.Statuses = append(r.Statuses, statusOf(fd, now, local))
 	}
+	if kind == "commit" {
+		skips, err := st.Skips(ctx, value, skipsShown)
+		if err != nil {
+			return r, err
+		}
+		for _, sk := range skips {
+			r.Skipped = append(r.Skipped, Skipped{Project: text(sk.ProjectPath), Pipeline: sk.PipelineID, PipelineIID: sk.IID, Source: text(sk.Source),
+				Reason: text(sk.Reason), Detail: text(sk.Detail), At: sk.At.UTC(), Events: sk.Count})
+		}
+	}
 	return r, nil
 }
+
+// Read says what a query names: ("commit", a lower-case hash),
+// ("project", a path), or ("", "") for nothing it can read. Besides a hash
+// and a path it reads what an operator pastes from a browser: a GitLab
+// project, pipeline, merge request or commit URL
+// (https://gitlab.example.com/group/project/-/commit/SHA), and a Bitbucket
+// commit URL, Cloud's (https://bitbucket.org/ws/repo/commits/SHA) or Data
+// Center's (.../projects/P/repos/r/commits/SHA).
+func Read(query string) (kind, value string) {
+	query = strings.TrimSpace(query)
+	if isHex(query) && len(query) >= 7 && len(query) <= 64 {
+		return "commit", strings.ToLower(query)
+	}
+	if len(query) > 2048 || strings.ContainsAny(query, " \t\r\n") {
+		return "", ""
+	}
+	if u, err := url.Parse(query); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+		for i, seg := range segs {
+			if (seg == "commit" || seg == "commits") && i+1 < len(segs) {
+				if sha := segs[i+1]; isHex(sha) && len(sha) >= 7 && len(sha) <= 64 {
+					return "commit", strings.ToLower(sha)
+				}
+			}
+		}
+		// GitLab: everything before "/-/" is the project's path.
+		path, _, _ := strings.Cut(strings.Trim(u.Path, "/"), "/-/")
+		if path = strings.TrimSuffix(path, ".git"); projectPath.MatchString(path) {
+			return "project", path
+		}
+		return "", ""
+	}
+	if path := strings.Trim(query, "/"); projectPath.MatchString(path) {
+		return "project", path
+	}
+	return "", ""
+}
+
+// projectPath is a GitLab project's full path: a group and a project at
+// least, each of letters, digits, '_', '-' and '.'.
+var projectPath = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
 
 func isHex(s string) bool {
 	for _, c := range s {
@@ -197,13 +339,18 @@ func isHex(s string) bool {
 
 // statusOf describes a stored status, and says what it waits for.
 func statusOf(f store.Found, now time.Time, local *Local) Status {
-	s := Status{ID: f.StatusID, Server: f.Server, Commit: f.Commit, Project: f.ProjectPath, Credential: f.Credential, Pipeline: f.PipelineID,
-		State: f.State, Pending: f.Pending, PostedState: f.PostedState, PostedPipeline: f.PostedPipeline, LastError: f.LastError,
-		Attempts: f.Attempts, UpdatedAt: f.UpdatedAt, History: f.History}
+	s := Status{ID: text(f.StatusID), Server: text(f.Server), Commit: f.Commit, Project: text(f.ProjectPath), Credential: text(f.Credential),
+		Pipeline: f.PipelineID, PipelineIID: f.IID, State: f.State, GitLabStatus: text(f.GitLabStatus), Description: text(f.Description),
+		Pending: f.Pending, PostedState: f.PostedState, PostedPipeline: f.PostedPipeline, Failed: f.LastError != "",
+		LastError: text(f.LastError), Attempts: f.Attempts, UpdatedAt: f.UpdatedAt.UTC(), History: []Entry{}}
 	// Statuses are named "cloud|API|workspace/slug|commit|key" or
 	// "dc|server|PROJECT/slug|commit|key".
-	if parts := strings.SplitN(f.StatusID, "|", 5); len(parts) == 5 {
+	if parts := strings.SplitN(s.ID, "|", 5); len(parts) == 5 {
 		s.Repository, s.Key = parts[2], parts[4]
+	}
+	for _, e := range f.History {
+		s.History = append(s.History, Entry{At: e.At.UTC(), Kind: e.Kind, Pipeline: e.PipelineID, PipelineIID: e.IID, State: e.State,
+			Source: text(e.Source), Code: e.Code, Detail: text(e.Detail), StateChange: e.Change})
 	}
 	s.Waiting = waiting(f.Row, now, local)
 	return s
@@ -217,14 +364,17 @@ func waiting(r store.Row, now time.Time, local *Local) string {
 			return "for GitLab, to tell where this project reports (its pull mirror or its child pipeline's trigger job): " +
 				"GitLab did not answer when the event came" + lastError(r)
 		}
-		return "nothing: its destination was found" + lastError(r)
+		return "nothing: its destination was found"
 	case !r.Pending && r.LastError != "":
 		return "for the next event of this status: Bitbucket refused the last post, and a refusal is not retried on its own " +
-			"(the post below says why, and what to change)"
+			"(the last error says why, and what to change)"
+	case !r.Pending && r.GitLabStatus == "manual":
+		return fmt.Sprintf("nothing from the relay: Bitbucket was given %s for pipeline %s; in GitLab, %s: "+
+			"it shows in progress until someone plays the job or the pipeline moves on", r.PostedState, postedName(r), lowerFirst(text(r.Description)))
 	case !r.Pending:
-		return fmt.Sprintf("nothing: Bitbucket was given %s for pipeline %d", r.PostedState, r.PostedPipeline)
+		return fmt.Sprintf("nothing: Bitbucket was given %s for pipeline %s", r.PostedState, postedName(r))
 	case r.LeaseOwner != "":
-		return "for a post in flight, by replica " + r.LeaseOwner
+		return "for a post in flight, by replica " + text(r.LeaseOwner)
 	}
 	if local != nil {
 		for _, p := range local.Pauses {
@@ -238,15 +388,43 @@ func waiting(r store.Row, now time.Time, local *Local) string {
 			}
 		}
 	}
-	if r.NextAttempt.After(now) {
-		return fmt.Sprintf("to try again at %s, after %d attempt(s)%s", when(r.NextAttempt), r.Attempts, lastError(r))
+	if r.Waiting != "" && r.NextAttempt.After(now) {
+		return fmt.Sprintf("%s, until %s", strings.TrimPrefix(text(r.Waiting), "waiting: "), when(r.NextAttempt))
 	}
-	return "for a free worker: it is due now" + lastError(r)
+	if r.NextAttempt.After(now) {
+		return fmt.Sprintf("to try again at %s, after %d attempt(s)", when(r.NextAttempt), r.Attempts)
+	}
+	return "for a free worker: it is due now"
+}
+
+// PipelineName is a pipeline as the page names it: its id, and its
+// number in its project as Bitbucket shows it (#7), when known.
+func PipelineName(id, iid int64) string {
+	if iid > 0 {
+		return fmt.Sprintf("%d (#%d)", id, iid)
+	}
+	return fmt.Sprint(id)
+}
+
+// postedName names the pipeline Bitbucket was last given: its number is
+// known when it is the newest event's.
+func postedName(r store.Row) string {
+	if r.PostedPipeline == r.PipelineID {
+		return PipelineName(r.PostedPipeline, r.IID)
+	}
+	return PipelineName(r.PostedPipeline, 0)
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
 }
 
 func lastError(r store.Row) string {
 	if r.LastError == "" {
 		return ""
 	}
-	return ". Last: " + r.LastError
+	return ". Last: " + text(r.LastError)
 }

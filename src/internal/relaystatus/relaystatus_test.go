@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestSearchSaysWhatEachStatusWaitsFor(t *testing.T) {
 	t.Parallel()
 	st := fixture(t)
 	now := time.Now()
-	r, err := Search(context.Background(), st, sha[:9], now, &Local{Replica: "r1", Pauses: []CredentialPause{}})
+	r, err := Search(context.Background(), st, sha[:9], 1, now, &Local{Replica: "r1", Pauses: []CredentialPause{}})
 	if err != nil || r.Kind != "commit" || r.Total != 4 || len(r.Statuses) != 4 {
 		t.Fatalf("%+v %v", r, err)
 	}
@@ -76,25 +77,25 @@ func TestSearchSaysWhatEachStatusWaitsFor(t *testing.T) {
 	}
 	want := map[string]string{
 		"acme/widgets":   "nothing: Bitbucket was given SUCCESSFUL for pipeline 2045",
-		"acme/forbidden": "for the next event of this status: Bitbucket refused the last post, and a refusal is not retried on its own (the post below says why, and what to change)",
+		"acme/forbidden": "for the next event of this status: Bitbucket refused the last post, and a refusal is not retried on its own (the last error says why, and what to change)",
 	}
 	for project, w := range want {
 		if waits[project] != w {
 			t.Errorf("%s waits %q, want %q", project, waits[project], w)
 		}
 	}
-	if !strings.HasPrefix(waits["acme/flaky"], "to try again at ") || !strings.HasSuffix(waits["acme/flaky"], ", after 1 attempt(s). Last: Bitbucket answered 503") {
+	if !strings.HasPrefix(waits["acme/flaky"], "to try again at ") || !strings.HasSuffix(waits["acme/flaky"], ", after 1 attempt(s)") {
 		t.Errorf("flaky waits %q", waits["acme/flaky"])
 	}
 	// A pause of this replica's is said to be this replica's.
 	local := &Local{Replica: "r1", Pauses: []CredentialPause{{Credential: "default", Until: now.Add(time.Minute)}}}
-	r, _ = Search(context.Background(), st, "acme/flaky", now, local)
+	r, _ = Search(context.Background(), st, "acme/flaky", 1, now, local)
 	if r.Kind != "project" || len(r.Statuses) != 1 || !strings.HasPrefix(r.Statuses[0].Waiting, `for its credential "default", paused by Bitbucket's rate limit (429) until `) ||
 		!strings.HasSuffix(r.Statuses[0].Waiting, "(this replica's pause)") {
 		t.Errorf("%+v", r.Statuses)
 	}
-	for _, q := range []string{"", "abc", "main", "a b/c", "0123456"[:6]} {
-		if _, err := Search(context.Background(), st, q, now, nil); err != ErrQuery {
+	for _, q := range []string{"", "abc", "main", "a b/c", "0123456"[:6], "https://gitlab.example.com/", "ftp://x/y/z"} {
+		if _, err := Search(context.Background(), st, q, 1, now, nil); err != ErrQuery {
 			t.Errorf("query %q: %v", q, err)
 		}
 	}
@@ -108,12 +109,12 @@ func TestPageEscapesWhatCameFromWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Search(context.Background(), st, sha, now, nil)
+	r, err := Search(context.Background(), st, sha, 1, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var page bytes.Buffer
-	if err := WriteHTML(&page, o, &r, nil); err != nil {
+	if err := WriteHTML(&page, o, sha, &r, nil); err != nil {
 		t.Fatal(err)
 	}
 	html := page.String()
@@ -146,7 +147,7 @@ func TestTextAndJSON(t *testing.T) {
 			t.Errorf("overview text lacks %q:\n%s", want, text.String())
 		}
 	}
-	r, _ := Search(context.Background(), st, "acme/forbidden", now, nil)
+	r, _ := Search(context.Background(), st, "acme/forbidden", 1, now, nil)
 	text.Reset()
 	_ = r.WriteText(&text, now)
 	for _, want := range []string{"1 status(es) for project acme/forbidden\n", "acme/forbidden on https://api.bitbucket.org/2.0, commit " + sha,
@@ -190,23 +191,248 @@ func TestPageWeight(t *testing.T) {
 	}
 	now := time.Now()
 	o, _ := ReadOverview(ctx, st, now, &Local{Replica: "r1"})
-	res, _ := Search(ctx, st, "acme/widgets", now, nil)
+	res, _ := Search(ctx, st, "acme/widgets", 1, now, nil)
 	var page bytes.Buffer
-	if err := WriteHTML(&page, o, &res, nil); err != nil {
+	if err := WriteHTML(&page, o, "acme/widgets", &res, nil); err != nil {
 		t.Fatal(err)
 	}
 	if res.Total != 40 || len(res.Statuses) != 20 || page.Len() > 60<<10 {
 		t.Fatalf("%d of %d statuses, %d bytes", len(res.Statuses), res.Total, page.Len())
 	}
 	t.Logf("a project's page with 20 statuses shown: %d bytes", page.Len())
-	// Six statuses on one commit (i%7 puts 0, 7, ... 35 on commit 0).
-	res, _ = Search(ctx, st, fmt.Sprintf("%040x", 0), now, nil)
+	// Six statuses on one commit (i%7 puts 0, 7, ... 35 on commit 0): every
+	// one is shown, with less of its history.
+	res, _ = Search(ctx, st, fmt.Sprintf("%040x", 0), 1, now, nil)
 	page.Reset()
-	if err := WriteHTML(&page, o, &res, nil); err != nil {
+	if err := WriteHTML(&page, o, res.Query, &res, nil); err != nil {
 		t.Fatal(err)
 	}
-	if res.Total != 6 || len(res.Statuses) != 5 || len(res.Statuses[0].History) != store.HistoryLength || page.Len() > 60<<10 {
+	// Twelve events and twelve posts each: the newest 20 entries, and the
+	// event that created the status.
+	if res.Total != 6 || len(res.Statuses) != 6 || len(res.Statuses[0].History) != store.HistoryLength+1 || page.Len() > 60<<10 {
 		t.Fatalf("%d of %d statuses, %d bytes", len(res.Statuses), res.Total, page.Len())
 	}
+	t.Logf("a commit's page with 6 statuses: %d bytes", page.Len())
+	// Five statuses: each with its whole history.
+	res.Statuses = res.Statuses[:5]
+	page.Reset()
+	if err := WriteHTML(&page, o, res.Query, &res, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(page.String(), `<tr class="post`)+strings.Count(page.String(), `<tr class="event`) != 5*(store.HistoryLength+1) || page.Len() > 60<<10 {
+		t.Fatalf("5 statuses' whole histories: %d bytes\n%s", page.Len(), page.String())
+	}
 	t.Logf("a commit's page with 5 statuses and their whole history: %d bytes", page.Len())
+}
+
+// TestReadWhatOperatorsPaste: a hash, a path in any case, and the URLs a
+// browser shows on GitLab and Bitbucket name what they name.
+func TestReadWhatOperatorsPaste(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]string{
+		"0123ABC":               "commit 0123abc",
+		" acme/widgets/ ":       "project acme/widgets",
+		"Acme/Platform/Widgets": "project Acme/Platform/Widgets",
+		"https://gitlab.example.com/acme/platform/widgets":                             "project acme/platform/widgets",
+		"https://gitlab.example.com/acme/widgets.git":                                  "project acme/widgets",
+		"https://gitlab.example.com/acme/widgets/-/pipelines/2045":                     "project acme/widgets",
+		"https://gitlab.example.com/acme/widgets/-/merge_requests/12/pipelines":        "project acme/widgets",
+		"https://gitlab.example.com/acme/widgets/-/commit/" + sha:                      "commit " + sha,
+		"https://gitlab.example.com/acme/widgets/-/commit/" + sha + "?view=inline":     "commit " + sha,
+		"https://bitbucket.org/acme/widgets/commits/" + sha[:12]:                       "commit " + sha[:12],
+		"https://git.example.com/bitbucket/projects/PROJ/repos/widgets/commits/" + sha: "commit " + sha,
+		"https://bitbucket.org/":             "",
+		"main":                               "",
+		"0123ab":                             "",
+		"javascript:alert(1)//a/b":           "",
+		"https://gitlab.example.com/widgets": "",
+	} {
+		kind, value := Read(q)
+		if got := strings.TrimSpace(kind + " " + value); got != want {
+			t.Errorf("Read(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
+
+// TestWhyNothingAtAll: a commit whose pipelines were all skipped shows no
+// status, and says what was received for it and why it was not reported.
+func TestWhyNothingAtAll(t *testing.T) {
+	t.Parallel()
+	st := fixture(t)
+	ctx := context.Background()
+	quiet := strings.Repeat("c", 40)
+	for _, sk := range []store.Skip{
+		{Commit: quiet, ProjectPath: "acme/platform/api", PipelineID: 3001, IID: 4, Source: "push", Reason: "subgroup",
+			Detail: "acme/platform/api is in a subgroup, which cannot be a Bitbucket workspace: add a route for it (BITBUCKET_RELAY_ROUTES)"},
+		{Commit: quiet, ProjectPath: "acme/widgets", PipelineID: 3002, IID: 9, Source: "parent_pipeline", Reason: "child_pipeline",
+			Detail: "pipeline 3002 is a child pipeline of pipeline 3000: its parent's status covers it"},
+	} {
+		if err := st.NoteSkip(ctx, sk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	r, err := Search(ctx, st, quiet[:8], 1, now, nil)
+	if err != nil || r.Total != 0 || len(r.Statuses) != 0 || len(r.Skipped) != 2 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	var text bytes.Buffer
+	_ = r.WriteText(&text, now)
+	for _, want := range []string{"No status for commit cccccccc: every pipeline received for it was not reported, for the reasons below.",
+		"Received and not reported:", "acme/platform/api pipeline 3001 (#4) (push), 1 event(s): subgroup: acme/platform/api is in a subgroup",
+		"acme/widgets pipeline 3002 (#9) (parent_pipeline), 1 event(s): child_pipeline: pipeline 3002 is a child pipeline"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	o, _ := ReadOverview(ctx, st, now, nil)
+	var page bytes.Buffer
+	if err := WriteHTML(&page, o, quiet[:8], &r, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"No status for commit <code>cccccccc</code>", "The relay received pipelines for it and reported none of them",
+		"Received and not reported", "<code>subgroup</code>: acme/platform/api is in a subgroup", "3002 (#9)"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	// Nothing received at all.
+	r, _ = Search(ctx, st, strings.Repeat("d", 40), 1, now, nil)
+	text.Reset()
+	_ = r.WriteText(&text, now)
+	if !strings.Contains(text.String(), "the relay received nothing for it that it reports, or the status was pruned") {
+		t.Errorf("%s", text.String())
+	}
+}
+
+// TestAWaitShowsTheErrorBehindIt: a status paused after a 502 says it
+// waits for the pause and still shows the 502; one that never failed is
+// not drawn as failed.
+func TestAWaitShowsTheErrorBehindIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for i, project := range []string{"acme/after-502", "acme/never-failed"} {
+		r := store.Report{StatusID: "cloud|api|" + project + "|" + sha + "|gitlab/" + project, Server: "api", PipelineID: int64(10 + i),
+			State: "SUCCESSFUL", Body: []byte(`{}`), ProjectPath: project, Commit: sha}
+		if _, err := st.Accept(ctx, []store.Report{r}, taken); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, _ := st.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 2})
+	for _, row := range rows {
+		if row.ProjectPath == "acme/after-502" {
+			_, _ = st.Finish(ctx, "w", row, store.Outcome{RetryAt: time.Now(), Error: "Bitbucket answered 502 Bad Gateway",
+				Attempt: &store.Attempt{State: "SUCCESSFUL", Code: 502}})
+		} else {
+			_, _ = st.Finish(ctx, "w", row, store.Outcome{RetryAt: time.Now().Add(time.Minute), NotAttempted: true,
+				Error: "waiting: the credential is paused by a rate limit"})
+		}
+	}
+	rows, _ = st.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 2})
+	for _, row := range rows {
+		_, _ = st.Finish(ctx, "w", row, store.Outcome{RetryAt: time.Now().Add(time.Minute), NotAttempted: true,
+			Error: "waiting: the credential is paused by a rate limit"})
+	}
+	res, err := Search(ctx, st, sha, 1, time.Now(), nil)
+	if err != nil || len(res.Statuses) != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// The failing one first.
+	after, never := res.Statuses[0], res.Statuses[1]
+	if after.Project != "acme/after-502" || !after.Failed || after.LastError != "Bitbucket answered 502 Bad Gateway" ||
+		!strings.HasPrefix(after.Waiting, "the credential is paused by a rate limit, until ") {
+		t.Errorf("after a 502: %+v", after)
+	}
+	if never.Failed || never.LastError != "" || !strings.HasPrefix(never.Waiting, "the credential is paused by a rate limit, until ") {
+		t.Errorf("never failed: %+v", never)
+	}
+	o, _ := ReadOverview(ctx, st, time.Now(), nil)
+	var page bytes.Buffer
+	_ = WriteHTML(&page, o, sha, &res, nil)
+	if n := strings.Count(page.String(), `<article class="status pending failed">`); n != 1 {
+		t.Errorf("%d statuses drawn as failed, want 1", n)
+	}
+}
+
+// TestJSONShape: the keys of status --json, snake_case, lists never null,
+// times in UTC. Scripts read them: a key that changes fails this test.
+func TestJSONShape(t *testing.T) {
+	t.Parallel()
+	st := fixture(t)
+	ctx := context.Background()
+	if err := st.RecordSweep(ctx, store.Sweep{Projects: 1, Replica: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.NoteSkip(ctx, store.Skip{Commit: sha, ProjectPath: "acme/widgets", PipelineID: 9, Reason: "child_pipeline"}); err != nil {
+		t.Fatal(err)
+	}
+	berlin := time.FixedZone("CET", 3600)
+	now := time.Now().In(berlin)
+	o, _ := ReadOverview(ctx, st, now, nil)
+	r, _ := Search(ctx, st, sha, 1, now, nil)
+	empty, _ := Search(ctx, st, strings.Repeat("e", 40), 1, now, nil)
+	keys := func(v any) string {
+		b, _ := json.Marshal(v)
+		var doc any
+		_ = json.Unmarshal(b, &doc)
+		set := map[string]bool{}
+		var walk func(prefix string, v any)
+		walk = func(prefix string, v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				for k, x := range v {
+					set[prefix+k] = true
+					walk(prefix+k+".", x)
+				}
+			case []any:
+				for _, x := range v {
+					walk(prefix+"[].", x)
+				}
+			case string:
+				if t, err := time.Parse(time.RFC3339Nano, v); err == nil && !strings.HasSuffix(v, "Z") {
+					set["NOT UTC: "+prefix+" "+t.String()] = true
+				}
+			}
+		}
+		walk("", doc)
+		var out []string
+		for k := range set {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	const overviewKeys = "last_sweep last_sweep.at last_sweep.posted_again last_sweep.projects last_sweep.queued last_sweep.replica " +
+		"last_sweep.verified minutes minutes.[].at minutes.[].failures minutes.[].posts now oldest_pending pending servers " +
+		"servers.[].failures_last_hour servers.[].last_failure servers.[].last_failure.at servers.[].last_failure.code " +
+		"servers.[].last_failure.detail servers.[].last_failure.status servers.[].posts_last_hour servers.[].server"
+	if got := keys(o); got != overviewKeys {
+		t.Errorf("overview keys:\n got %s\nwant %s", got, overviewKeys)
+	}
+	const resultKeys = "kind page pages query skipped skipped.[].at skipped.[].detail skipped.[].events skipped.[].pipeline " +
+		"skipped.[].pipeline_iid skipped.[].project skipped.[].reason skipped.[].source statuses statuses.[].attempts statuses.[].commit " +
+		"statuses.[].credential statuses.[].description statuses.[].failed statuses.[].gitlab_status statuses.[].history " +
+		"statuses.[].history.[].at statuses.[].history.[].code statuses.[].history.[].detail statuses.[].history.[].kind " +
+		"statuses.[].history.[].pipeline statuses.[].history.[].pipeline_iid statuses.[].history.[].source statuses.[].history.[].state " +
+		"statuses.[].history.[].state_change statuses.[].id statuses.[].key statuses.[].last_error statuses.[].pending " +
+		"statuses.[].pipeline statuses.[].pipeline_iid statuses.[].posted_pipeline statuses.[].posted_state statuses.[].project " +
+		"statuses.[].repository statuses.[].server statuses.[].state statuses.[].updated_at statuses.[].waiting total value"
+	if got := keys(r); got != resultKeys {
+		t.Errorf("search keys:\n got %s\nwant %s", got, resultKeys)
+	}
+	var js bytes.Buffer
+	_ = WriteJSON(&js, empty)
+	if !strings.Contains(js.String(), `"statuses": []`) || !strings.Contains(js.String(), `"skipped": []`) || strings.Contains(js.String(), "null") {
+		t.Errorf("an empty answer has null lists:\n%s", js.String())
+	}
+	js.Reset()
+	_ = WriteJSON(&js, o)
+	if strings.Contains(js.String(), "+01:00") {
+		t.Errorf("a time not in UTC:\n%s", js.String())
+	}
 }

@@ -19,29 +19,47 @@ var files embed.FS
 var Style, _ = files.ReadFile("style.css")
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"ago":   ago,
-	"entry": entryText,
-	"clock": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"short": func(s string) string { return s[:min(len(s), 12)] },
-	"cut":   cut,
-	"count": Result.count,
+	"ago":      ago,
+	"entry":    entryText,
+	"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"short":    func(s string) string { return s[:min(len(s), 12)] },
+	"cut":      cut,
+	"count":    Result.count,
+	"pipeline": PipelineName,
+	"add":      func(a, b int) int { return a + b },
+	"first":    func(n int, e []Entry) []Entry { return e[:min(n, len(e))] },
 }).ParseFS(files, "page.html"))
 
 // Page is what the page template shows: the overview, and a search's
-// result or error when one was made.
+// query, with its result or why it was refused.
 type Page struct {
 	Overview Overview
 	Plot     Plot
+	Query    string
 	Search   *Result
 	Error    string
+	// Entries and ErrorChars are how much of each status's history and
+	// last error the page shows: all of it for a few statuses, less the
+	// more there are, so that a page stays under 60 KB (text and JSON show
+	// everything).
+	Entries, ErrorChars int
 }
 
 // WriteHTML writes the page. html/template escapes everything that came
-// from a webhook or from Bitbucket as text.
-func WriteHTML(w io.Writer, o Overview, search *Result, searchErr error) error {
-	p := Page{Overview: o, Plot: plotOf(o.Minutes), Search: search}
+// from a webhook or from Bitbucket as text. The search box keeps the
+// query, whether it was answered or refused.
+func WriteHTML(w io.Writer, o Overview, query string, search *Result, searchErr error) error {
+	p := Page{Overview: o, Plot: plotOf(o.Minutes), Query: query, Search: search, Entries: store.HistoryKept, ErrorChars: 2000}
 	if searchErr != nil {
 		p.Error = searchErr.Error()
+	}
+	if search != nil {
+		switch n := len(search.Statuses); {
+		case search.Kind == "project" || n > 12:
+			p.Entries, p.ErrorChars = projectHistory, 240
+		case n > 5:
+			p.Entries, p.ErrorChars = 6, 400
+		}
 	}
 	return page.Execute(w, p)
 }
@@ -96,20 +114,39 @@ func (o Overview) WriteText(w io.Writer) error {
 // WriteText writes a search's result as plain text.
 func (r Result) WriteText(w io.Writer, now time.Time) error {
 	if r.Total == 0 {
-		_, err := fmt.Fprintf(w, "No status for %s %s: the relay never received a webhook for it that it reports (see its log for \"pipeline not reported\"), or it was pruned.\n", r.Kind, r.Query)
-		return err
+		fmt.Fprintf(w, "No status for %s %s: ", r.Kind, r.Value)
+		if len(r.Skipped) == 0 {
+			_, err := fmt.Fprintln(w, "the relay received nothing for it that it reports, or the status was pruned "+
+				"(its log says why a pipeline is not reported: \"pipeline not reported\").")
+			return err
+		}
+		fmt.Fprintln(w, "every pipeline received for it was not reported, for the reasons below.")
+	} else {
+		fmt.Fprintf(w, "%s status(es) for %s %s", r.count(), r.Kind, r.Value)
+		if r.Pages > 1 {
+			fmt.Fprintf(w, ", page %d of %d (--page N)", r.Page, r.Pages)
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "%s status(es) for %s %s", r.count(), r.Kind, r.Query)
-	if len(r.Statuses) < r.Total {
-		fmt.Fprintf(w, ", the %d most recently changed", len(r.Statuses))
-	}
-	fmt.Fprintln(w)
 	for _, s := range r.Statuses {
 		fmt.Fprintf(w, "\n%s on %s, commit %s, key %q (project %s, credential %q)\n", s.Repository, s.Server, s.Commit, s.Key, s.Project, s.Credential)
 		fmt.Fprintf(w, "  shows: %s\n", shows(s))
+		if s.Description != "" {
+			fmt.Fprintf(w, "  says:  %s (%s in GitLab)\n", s.Description, s.GitLabStatus)
+		}
 		fmt.Fprintf(w, "  waits: %s\n", s.Waiting)
+		if s.LastError != "" {
+			fmt.Fprintf(w, "  last error: %s\n", s.LastError)
+		}
 		for _, e := range s.History {
 			fmt.Fprintf(w, "  %s  %s\n", e.At.UTC().Format("2006-01-02 15:04:05"), entryText(e))
+		}
+	}
+	if len(r.Skipped) > 0 {
+		fmt.Fprintln(w, "\nReceived and not reported:")
+		for _, sk := range r.Skipped {
+			fmt.Fprintf(w, "  %s  %s pipeline %s (%s), %d event(s): %s: %s\n", sk.At.UTC().Format("2006-01-02 15:04:05"), sk.Project,
+				PipelineName(sk.Pipeline, sk.PipelineIID), sk.Source, sk.Events, sk.Reason, sk.Detail)
 		}
 	}
 	return nil
@@ -127,18 +164,23 @@ func shows(s Status) string {
 	if s.PostedPipeline == 0 {
 		return "nothing posted yet"
 	}
-	return fmt.Sprintf("%s for pipeline %d (as last posted)", s.PostedState, s.PostedPipeline)
+	iid := int64(0)
+	if s.PostedPipeline == s.Pipeline {
+		iid = s.PipelineIID
+	}
+	return fmt.Sprintf("%s for pipeline %s (as last posted)", s.PostedState, PipelineName(s.PostedPipeline, iid))
 }
 
 // entryText is one history entry on one line.
-func entryText(e store.Entry) string {
+func entryText(e Entry) string {
+	name := PipelineName(e.Pipeline, e.PipelineIID)
 	if e.Kind == "event" {
-		return fmt.Sprintf("event  pipeline %d %s (%s): %s", e.PipelineID, e.State, e.Source, e.Detail)
+		return fmt.Sprintf("event  pipeline %s %s (%s): %s", name, e.State, e.Source, e.Detail)
 	}
 	if e.Kind == "report" {
-		return fmt.Sprintf("report pipeline %d %s: %s: %s", e.PipelineID, e.State, codeText(e.Code), e.Detail)
+		return fmt.Sprintf("report pipeline %s %s: %s: %s", name, e.State, codeText(e.Code), e.Detail)
 	}
-	text := fmt.Sprintf("post   pipeline %d %s: %s", e.PipelineID, e.State, codeText(e.Code))
+	text := fmt.Sprintf("post   pipeline %s %s: %s", name, e.State, codeText(e.Code))
 	if e.Detail != "" {
 		text += ": " + e.Detail
 	}

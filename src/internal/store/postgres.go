@@ -86,14 +86,20 @@ CREATE TABLE IF NOT EXISTS server_minutes (server TEXT NOT NULL, minute BIGINT N
 	PRIMARY KEY (server, minute));
 CREATE TABLE IF NOT EXISTS server_failures (server TEXT PRIMARY KEY, at BIGINT NOT NULL, status_id TEXT NOT NULL, code INTEGER NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at BIGINT NOT NULL, projects INTEGER NOT NULL, queued INTEGER NOT NULL,
-	verified INTEGER NOT NULL, reposted INTEGER NOT NULL, replica TEXT NOT NULL);`
+	verified INTEGER NOT NULL, reposted INTEGER NOT NULL, replica TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS skips (commit_sha TEXT NOT NULL, project_path TEXT NOT NULL, pipeline_id BIGINT NOT NULL, iid BIGINT NOT NULL,
+	source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, at BIGINT NOT NULL, count INTEGER NOT NULL,
+	PRIMARY KEY (commit_sha, project_path, pipeline_id));
+CREATE INDEX IF NOT EXISTS skips_at ON skips (at);
+CREATE INDEX IF NOT EXISTS skips_commit ON skips (commit_sha COLLATE "C");`
 
 // pgIndexes need the columns added after the first release.
 const pgIndexes = `
 DROP INDEX IF EXISTS statuses_due;
 CREATE INDEX IF NOT EXISTS statuses_server_due ON statuses (server, next_attempt_at, accepted_at) WHERE pending;
 CREATE INDEX IF NOT EXISTS statuses_commit ON statuses (commit_sha COLLATE "C");
-CREATE INDEX IF NOT EXISTS statuses_project ON statuses (project_path, updated_at);`
+DROP INDEX IF EXISTS statuses_project;
+CREATE INDEX IF NOT EXISTS statuses_project_lower ON statuses (lower(project_path), updated_at);`
 
 // pgColumns came after the first release.
 var pgColumns = []column{
@@ -105,6 +111,10 @@ var pgColumns = []column{
 	{"statuses", "project_path", "TEXT NOT NULL DEFAULT ''"},
 	{"statuses", "gitlab_status", "TEXT NOT NULL DEFAULT ''"},
 	{"statuses", "description", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "iid", "BIGINT NOT NULL DEFAULT 0"},
+	{"statuses", "waiting", "TEXT NOT NULL DEFAULT ''"},
+	{"history", "iid", "BIGINT NOT NULL DEFAULT 0"},
+	{"history", "state_change", "BOOLEAN NOT NULL DEFAULT false"},
 }
 
 // OpenPostgres connects to url (postgres://...; sslmode and the other
@@ -238,7 +248,7 @@ func (s *Postgres) Accept(ctx context.Context, reports []Report, keep Keep) ([]b
 			get: func(ctx context.Context, id string) *sql.Row { return tx.QueryRowContext(ctx, pgGet, id) },
 			upsert: func(ctx context.Context, r Report) error {
 				_, err := tx.ExecContext(ctx, pgUpsert, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID,
-					r.Commit, r.ProjectPath, r.GitLabStatus, r.Description)
+					r.Commit, r.ProjectPath, r.GitLabStatus, r.Description, r.IID)
 				return err
 			},
 			rearm: func(ctx context.Context, id string) error {
@@ -308,6 +318,16 @@ func (s *Postgres) Overview(ctx context.Context, since time.Time) (Overview, err
 // Find implements Store.
 func (s *Postgres) Find(ctx context.Context, f Find) ([]Found, int, error) {
 	return find(ctx, s.db, postgresSQL, f)
+}
+
+// NoteSkip implements Store.
+func (s *Postgres) NoteSkip(ctx context.Context, sk Skip) error {
+	return noteSkip(ctx, s.db.ExecContext, postgresSQL, sk)
+}
+
+// Skips implements Store.
+func (s *Postgres) Skips(ctx context.Context, commit string, limit int) ([]Skip, error) {
+	return skips(ctx, s.db, postgresSQL, commit, limit)
 }
 
 // OpenPostgresReader connects to read the store only (bitbucket-status-relay

@@ -70,14 +70,19 @@ CREATE TABLE IF NOT EXISTS server_minutes (server TEXT NOT NULL, minute INTEGER 
 	PRIMARY KEY (server, minute));
 CREATE TABLE IF NOT EXISTS server_failures (server TEXT PRIMARY KEY, at INTEGER NOT NULL, status_id TEXT NOT NULL, code INTEGER NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, projects INTEGER NOT NULL, queued INTEGER NOT NULL,
-	verified INTEGER NOT NULL, reposted INTEGER NOT NULL, replica TEXT NOT NULL);`
+	verified INTEGER NOT NULL, reposted INTEGER NOT NULL, replica TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS skips (commit_sha TEXT NOT NULL, project_path TEXT NOT NULL, pipeline_id INTEGER NOT NULL, iid INTEGER NOT NULL,
+	source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, at INTEGER NOT NULL, count INTEGER NOT NULL,
+	PRIMARY KEY (commit_sha, project_path, pipeline_id));
+CREATE INDEX IF NOT EXISTS skips_at ON skips (at);`
 
 // sqliteIndexes need the columns added after the first release.
 const sqliteIndexes = `
 DROP INDEX IF EXISTS statuses_due;
 CREATE INDEX IF NOT EXISTS statuses_server_due ON statuses (server, next_attempt_at, accepted_at) WHERE pending = 1;
 CREATE INDEX IF NOT EXISTS statuses_commit ON statuses (commit_sha);
-CREATE INDEX IF NOT EXISTS statuses_project ON statuses (project_path, updated_at);`
+DROP INDEX IF EXISTS statuses_project;
+CREATE INDEX IF NOT EXISTS statuses_project_lower ON statuses (lower(project_path), updated_at);`
 
 // sqliteColumns came after the first release.
 var sqliteColumns = []column{
@@ -89,6 +94,10 @@ var sqliteColumns = []column{
 	{"statuses", "project_path", "TEXT NOT NULL DEFAULT ''"},
 	{"statuses", "gitlab_status", "TEXT NOT NULL DEFAULT ''"},
 	{"statuses", "description", "TEXT NOT NULL DEFAULT ''"},
+	{"statuses", "iid", "INTEGER NOT NULL DEFAULT 0"},
+	{"statuses", "waiting", "TEXT NOT NULL DEFAULT ''"},
+	{"history", "iid", "INTEGER NOT NULL DEFAULT 0"},
+	{"history", "state_change", "INTEGER NOT NULL DEFAULT 0"},
 }
 
 // OpenSQLite opens (or creates) the store in dir. Leases left by a
@@ -185,7 +194,7 @@ func (s *SQLite) Accept(ctx context.Context, reports []Report, keep Keep) ([]boo
 			get: func(ctx context.Context, id string) *sql.Row { return get.QueryRowContext(ctx, id) },
 			upsert: func(ctx context.Context, r Report) error {
 				_, err := upsert.ExecContext(ctx, r.StatusID, r.Credential, r.Server, r.PipelineID, r.State, r.Final, ms(r.FinishedAt), r.Body, r.ProjectID,
-					r.Commit, r.ProjectPath, r.GitLabStatus, r.Description)
+					r.Commit, r.ProjectPath, r.GitLabStatus, r.Description, r.IID)
 				return err
 			},
 			rearm: func(ctx context.Context, id string) error {
@@ -322,6 +331,18 @@ func (s *SQLite) Overview(ctx context.Context, since time.Time) (Overview, error
 // Find implements Store.
 func (s *SQLite) Find(ctx context.Context, f Find) ([]Found, int, error) {
 	return find(ctx, s.db, sqliteSQL, f)
+}
+
+// NoteSkip implements Store.
+func (s *SQLite) NoteSkip(ctx context.Context, sk Skip) error {
+	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error {
+		return noteSkip(ctx, tx.ExecContext, sqliteSQL, sk)
+	})
+}
+
+// Skips implements Store.
+func (s *SQLite) Skips(ctx context.Context, commit string, limit int) ([]Skip, error) {
+	return skips(ctx, s.db, sqliteSQL, commit, limit)
 }
 
 // OpenSQLiteReader opens the store in dir to read it only, beside a relay

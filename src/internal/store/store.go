@@ -53,6 +53,9 @@ type Report struct {
 	// Description is the status's text as posted: what the operator's page
 	// shows beside the state.
 	Description string
+	// IID is the pipeline's number in its project (#7), as Bitbucket shows
+	// it; 0 when unknown.
+	IID int64
 }
 
 // Row is a status as stored.
@@ -73,6 +76,10 @@ type Row struct {
 	// it moved on since its claim raced another post.
 	PostSeq   int64
 	LastError string
+	// Waiting says why the status waits without an attempt (a rate limit's
+	// pause, a server at its limit of posts in flight); LastError keeps the
+	// last attempt's failure beside it.
+	Waiting string
 	// Uncertain: an earlier attempt sent a request and got no answer, so it
 	// may still land at Bitbucket later; the next successful post is
 	// repeated once, after its Outcome.ConfirmAfter.
@@ -144,6 +151,7 @@ type Outcome struct {
 type Attempt struct {
 	State      string
 	PipelineID int64
+	IID        int64
 	Code       int
 }
 
@@ -181,10 +189,19 @@ type Entry struct {
 	Code int
 	// Detail is what an event did to the status, or why a post failed.
 	Detail string
+	// IID is the pipeline's number in its project, when known.
+	IID int64
+	// Change: an event that created or changed the status.
+	Change bool
 }
 
-// HistoryLength is how many entries a status keeps.
-const HistoryLength = 20
+// HistoryLength is how many of its latest entries a status keeps; besides
+// them it keeps, however many retries came after, the event that created
+// it and the last event that changed it: HistoryKept entries at most.
+const (
+	HistoryLength = 20
+	HistoryKept   = HistoryLength + 2
+)
 
 // Sweep is the last sweep's summary.
 type Sweep struct {
@@ -219,12 +236,32 @@ type Overview struct {
 }
 
 // Find asks for statuses by commit (a full hash or a prefix of at least 7
-// hex digits) or GitLab project path, newest change first.
+// hex digits), failing ones first, or GitLab project path (in any letter
+// case), newest change first.
 type Find struct {
 	Commit, Project string
 	Limit           int
+	// Offset skips that many statuses: a page of a project's.
+	Offset int
 	// History is how many of each status's entries to read.
 	History int
+}
+
+// Skip is a pipeline the relay received and did not report, and why: what
+// an operator needs when a commit shows no status at all.
+type Skip struct {
+	Commit      string
+	ProjectPath string
+	PipelineID  int64
+	IID         int64
+	// Source is the pipeline's source (push, parent_pipeline, ...).
+	Source string
+	// Reason is the metric's label (child_pipeline, subgroup, ...);
+	// Detail says it in words.
+	Reason, Detail string
+	// At is when the last event of it came; Count, how many did.
+	At    time.Time
+	Count int
 }
 
 // Found is one status found, with its history, newest first.
@@ -289,6 +326,11 @@ type Store interface {
 	// Find reads statuses and their history; total is how many match, up
 	// to FindCountLimit.
 	Find(ctx context.Context, f Find) (found []Found, total int, err error)
+	// NoteSkip records a pipeline received and not reported.
+	NoteSkip(ctx context.Context, s Skip) error
+	// Skips reads what was received for a commit (a full hash or a prefix)
+	// and not reported, newest first, at most limit.
+	Skips(ctx context.Context, commit string, limit int) ([]Skip, error)
 	Close() error
 }
 
@@ -348,15 +390,16 @@ func (d dialect) sql(q string) string {
 // The statements both backends share.
 const (
 	rowColumns = `id, credential, server, pipeline_id, state, final, finished_at, body, project_id, version, pending, accepted_at,
-	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain, commit_sha, project_path, gitlab_status, description, lease_owner, updated_at`
+	attempts, next_attempt_at, posted_state, posted_pipeline, post_seq, last_error, uncertain, commit_sha, project_path, gitlab_status, description, iid, waiting, lease_owner,
+	updated_at`
 	getSQL    = `SELECT ` + rowColumns + `, 0 FROM statuses WHERE id = ?`
 	upsertSQL = `
 INSERT INTO statuses (id, credential, server, pipeline_id, state, final, finished_at, body, project_id, commit_sha, project_path,
-	gitlab_status, description, version, pending, accepted_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
+	gitlab_status, description, iid, version, pending, accepted_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {true}, {now}, {now})
 ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, server = excluded.server, pipeline_id = excluded.pipeline_id,
 	commit_sha = excluded.commit_sha, project_path = excluded.project_path, gitlab_status = excluded.gitlab_status,
-	description = excluded.description,
+	description = excluded.description, iid = excluded.iid, waiting = '',
 	state = excluded.state, final = excluded.final, finished_at = excluded.finished_at, body = excluded.body, project_id = excluded.project_id,
 	version = statuses.version + 1, accepted_at = CASE WHEN statuses.pending THEN statuses.accepted_at ELSE excluded.accepted_at END,
 	pending = {true}, attempts = 0, next_attempt_at = 0, updated_at = excluded.updated_at`
@@ -374,7 +417,7 @@ WHERE id = ?`
 UPDATE statuses SET pending = CASE WHEN version <> ? OR (uncertain AND ?) THEN {true} ELSE {false} END,
 	next_attempt_at = CASE WHEN version <> ? THEN 0 WHEN uncertain AND ? THEN {now} + ? ELSE 0 END,
 	uncertain = CASE WHEN version <> ? OR NOT ? THEN uncertain ELSE {false} END,
-	attempts = 0, lease_owner = '', lease_until = 0, last_error = ?, updated_at = {now},
+	attempts = 0, lease_owner = '', lease_until = 0, last_error = ?, waiting = '', updated_at = {now},
 	post_seq = post_seq + CASE WHEN ? THEN 1 ELSE 0 END,
 	posted_state = CASE WHEN ? THEN ? ELSE posted_state END,
 	posted_pipeline = CASE WHEN ? THEN ? ELSE posted_pipeline END
@@ -382,7 +425,8 @@ WHERE id = ? AND lease_owner = ? AND post_seq = ?`
 	finishRetrySQL = `
 UPDATE statuses SET attempts = attempts + ?, next_attempt_at = CASE WHEN version = ? THEN {now} + ? ELSE 0 END,
 	uncertain = CASE WHEN ? THEN {true} ELSE uncertain END,
-	lease_owner = '', lease_until = 0, last_error = ?, updated_at = {now}
+	lease_owner = '', lease_until = 0, last_error = CASE WHEN ? THEN last_error ELSE ? END, waiting = CASE WHEN ? THEN ? ELSE '' END,
+	updated_at = {now}
 WHERE id = ? AND lease_owner = ?`
 	statsSQL       = `SELECT count(*), min(accepted_at) FROM statuses WHERE pending = {true}`
 	markSweptSQL   = `UPDATE projects SET swept_at = ? WHERE id = ?`
@@ -393,10 +437,14 @@ WHERE id = ? AND lease_owner = ?`
 	pruneProjectsSQL  = `DELETE FROM projects WHERE seen_at < {now} - ? AND NOT EXISTS (SELECT 1 FROM statuses WHERE project_id = projects.id)`
 	pingSQL           = `UPDATE health SET checked_at = {now} WHERE id = 1`
 
-	historySQL = `INSERT INTO history (status_id, at, kind, pipeline_id, state, source, code, detail) VALUES (?, {now}, ?, ?, ?, ?, ?, ?)`
-	// trimSQL keeps a status's last HistoryLength entries.
+	historySQL = `INSERT INTO history (status_id, at, kind, pipeline_id, state, source, code, detail, iid, state_change)
+VALUES (?, {now}, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// trimSQL keeps a status's last HistoryLength entries, and the first
+	// (the event that created it) and the last event that changed it.
 	trimSQL = `DELETE FROM history WHERE status_id = ? AND id < (
-	SELECT min(id) FROM (SELECT id FROM history WHERE status_id = ? ORDER BY id DESC LIMIT 20) AS kept)`
+	SELECT min(id) FROM (SELECT id FROM history WHERE status_id = ? ORDER BY id DESC LIMIT 20) AS kept)
+	AND id <> (SELECT min(id) FROM history WHERE status_id = ?)
+	AND id <> coalesce((SELECT max(id) FROM history WHERE status_id = ? AND state_change = {true}), 0)`
 	minuteSQL = `INSERT INTO server_minutes (server, minute, posts, failures) VALUES (?, {now} / 60000, 1, ?)
 ON CONFLICT (server, minute) DO UPDATE SET posts = server_minutes.posts + 1, failures = server_minutes.failures + excluded.failures`
 	failureSQL = `INSERT INTO server_failures (server, at, status_id, code, detail) VALUES (?, {now}, ?, ?, ?)
@@ -405,6 +453,12 @@ ON CONFLICT (server) DO UPDATE SET at = excluded.at, status_id = excluded.status
 ON CONFLICT (id) DO UPDATE SET at = excluded.at, projects = excluded.projects, queued = excluded.queued, verified = excluded.verified,
 	reposted = excluded.reposted, replica = excluded.replica`
 	pruneHistorySQL = `DELETE FROM history WHERE at < {now} - ?`
+	pruneSkipsSQL   = `DELETE FROM skips WHERE at < {now} - ?`
+	// skipSQL keeps one row per pipeline skipped: its last reason.
+	skipSQL = `INSERT INTO skips (commit_sha, project_path, pipeline_id, iid, source, reason, detail, at, count)
+VALUES (?, ?, ?, ?, ?, ?, ?, {now}, 1)
+ON CONFLICT (commit_sha, project_path, pipeline_id) DO UPDATE SET iid = excluded.iid, source = excluded.source, reason = excluded.reason,
+	detail = excluded.detail, at = excluded.at, count = skips.count + 1`
 	pruneMinutesSQL = `DELETE FROM server_minutes WHERE minute < ({now} - ?) / 60000`
 )
 
@@ -452,7 +506,7 @@ func merge(ctx context.Context, st statements, reports []Report, keep Keep, proj
 		if cur != nil || decision != Ignore {
 			// A status that does not exist has no history to add to.
 			if err := addHistory(ctx, st.exec, st.dialect, r.StatusID, Entry{Kind: "event", PipelineID: r.PipelineID, State: r.State,
-				Source: r.Source, Detail: why}); err != nil {
+				Source: r.Source, Detail: why, IID: r.IID, Change: decision == Replace}); err != nil {
 				return err
 			}
 		}
@@ -489,10 +543,10 @@ func note(ctx context.Context, db *sql.DB, d dialect, id string, e Entry) error 
 // addHistory adds an entry to a status's history and drops what is past
 // HistoryLength.
 func addHistory(ctx context.Context, exec execFunc, d dialect, id string, e Entry) error {
-	if _, err := exec(ctx, d.sql(historySQL), id, e.Kind, e.PipelineID, e.State, e.Source, e.Code, cut(e.Detail, 2000)); err != nil {
+	if _, err := exec(ctx, d.sql(historySQL), id, e.Kind, e.PipelineID, e.State, e.Source, e.Code, cut(e.Detail, 2000), e.IID, e.Change); err != nil {
 		return err
 	}
-	_, err := exec(ctx, d.sql(trimSQL), id, id)
+	_, err := exec(ctx, d.sql(trimSQL), id, id, id, id)
 	return err
 }
 
@@ -521,7 +575,8 @@ func finishArgs(owner string, row Row, o Outcome) []any {
 	if o.NotAttempted {
 		attempted = 0
 	}
-	return []any{attempted, row.Version, max(time.Until(o.RetryAt).Milliseconds(), 0), o.Uncertain, o.Error, row.StatusID, owner}
+	return []any{attempted, row.Version, max(time.Until(o.RetryAt).Milliseconds(), 0), o.Uncertain, o.NotAttempted, o.Error, o.NotAttempted,
+		o.Error, row.StatusID, owner}
 }
 
 // finish records an outcome with exec (a backend's way to run a statement
@@ -547,7 +602,7 @@ func finish(ctx context.Context, exec execFunc, d dialect, owner string, row Row
 			failed = 1
 		}
 		if err := addHistory(ctx, exec, d, row.StatusID, Entry{Kind: "post", PipelineID: a.PipelineID, State: a.State, Code: a.Code,
-			Detail: o.Error}); err != nil {
+			Detail: o.Error, IID: a.IID}); err != nil {
 			return Finished{}, err
 		}
 		if _, err := exec(ctx, d.sql(minuteSQL), row.Server, failed); err != nil {
@@ -579,7 +634,7 @@ func prune(ctx context.Context, exec execFunc, d dialect, retention time.Duratio
 		arg   time.Duration
 		count *int
 	}{{prunePostedSQL, retention, &p.Posted}, {pruneAbandonedSQL, retention, &p.Abandoned}, {pruneProjectsSQL, retention, &p.Projects},
-		{pruneHistorySQL, retention, nil}, {pruneMinutesSQL, minuteKeep, nil}} {
+		{pruneHistorySQL, retention, nil}, {pruneSkipsSQL, retention, nil}, {pruneMinutesSQL, minuteKeep, nil}} {
 		res, err := exec(ctx, d.sql(step.query), step.arg.Milliseconds())
 		if err != nil {
 			return p, err
@@ -618,7 +673,7 @@ func scanRow(sc scanner) (*Row, error) {
 	var finished, accepted, next, updated, leaseLeft int64
 	if err := sc.Scan(&r.StatusID, &r.Credential, &r.Server, &r.PipelineID, &r.State, &r.Final, &finished, &r.Body, &r.ProjectID,
 		&r.Version, &r.Pending, &accepted, &r.Attempts, &next, &r.PostedState, &r.PostedPipeline, &r.PostSeq, &r.LastError,
-		&r.Uncertain, &r.Commit, &r.ProjectPath, &r.GitLabStatus, &r.Description, &r.LeaseOwner, &updated, &leaseLeft); err != nil {
+		&r.Uncertain, &r.Commit, &r.ProjectPath, &r.GitLabStatus, &r.Description, &r.IID, &r.Waiting, &r.LeaseOwner, &updated, &leaseLeft); err != nil {
 		return nil, err
 	}
 	r.FinishedAt, r.AcceptedAt, r.NextAttempt, r.UpdatedAt = fromMS(finished), fromMS(accepted), fromMS(next), fromMS(updated)

@@ -145,6 +145,7 @@ func later(t *testing.T, s Store, d time.Duration) {
 		"UPDATE statuses SET " + strings.Join([]string{back("lease_until"), back("next_attempt_at"), back("accepted_at"), back("updated_at")}, ", "),
 		"UPDATE projects SET " + back("seen_at"),
 		"UPDATE history SET " + back("at"),
+		"UPDATE skips SET " + back("at"),
 		"UPDATE server_minutes SET minute = minute - " + fmt.Sprint(d.Milliseconds()/60000),
 	} {
 		if _, err := dbOf(s).Exec(q); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -68,7 +69,7 @@ const FindCountLimit = 1000
 
 // find reads the statuses a Find asks for, with their history.
 func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, error) {
-	where, args := findWhere(d, f)
+	where, args := findWhere(d, f.Commit, f.Project)
 	// Counted up to FindCountLimit: a short prefix may match a great many,
 	// and how many exactly past that helps no one.
 	var total int
@@ -76,8 +77,15 @@ func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, err
 		append(args, FindCountLimit)...).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	found, err := collectRows(db.QueryContext(ctx, d.sql(`SELECT `+rowColumns+`, 0 FROM statuses WHERE `+where+` ORDER BY updated_at DESC LIMIT ?`),
-		append(args, f.Limit)...))
+	// A commit has few statuses: the failing ones (a refused or failed
+	// post) first, then those waiting, then the rest. A project's are paged
+	// through newest first, along its index.
+	order := `updated_at DESC`
+	if f.Commit != "" {
+		order = `CASE WHEN last_error <> '' THEN 0 WHEN pending THEN 1 ELSE 2 END, updated_at DESC`
+	}
+	found, err := collectRows(db.QueryContext(ctx, d.sql(`SELECT `+rowColumns+`, 0 FROM statuses WHERE `+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`),
+		append(args, f.Limit, f.Offset)...))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -91,24 +99,60 @@ func find(ctx context.Context, db *sql.DB, d dialect, f Find) ([]Found, int, err
 	return out, total, nil
 }
 
-// findWhere is the condition a Find searches with, always on an index:
-// statuses_project, or statuses_commit in its byte-wise collation.
-func findWhere(d dialect, f Find) (string, []any) {
-	if f.Commit == "" {
-		return `project_path = ?`, []any{f.Project}
+// findWhere is the condition a search uses, always on an index:
+// statuses_project_lower (a project path in any letter case, as GitLab's
+// are), or statuses_commit in its byte-wise collation.
+func findWhere(d dialect, commit, project string) (string, []any) {
+	if commit == "" {
+		return `lower(project_path) = ?`, []any{strings.ToLower(project)}
 	}
-	if len(f.Commit) >= 40 {
-		// In the index's collation, or PostgreSQL cannot use it.
-		return `commit_sha ` + d.collate + ` = ?`, []any{f.Commit}
+	return commitWhere(d, "commit_sha", commit)
+}
+
+// commitWhere matches a full hash, or a prefix as a range of the index:
+// every hash that starts with it sorts before the prefix followed by "g",
+// hex digits being below it. In the index's collation, or PostgreSQL
+// cannot use it.
+func commitWhere(d dialect, column, commit string) (string, []any) {
+	if len(commit) >= 40 {
+		return column + ` ` + d.collate + ` = ?`, []any{commit}
 	}
-	// A prefix is a range of the index: every hash that starts with it
-	// sorts before the prefix followed by "g", hex digits being below it.
-	return `commit_sha ` + d.collate + ` >= ? AND commit_sha ` + d.collate + ` < ?`, []any{f.Commit, f.Commit + "g"}
+	return column + ` ` + d.collate + ` >= ? AND ` + column + ` ` + d.collate + ` < ?`, []any{commit, commit + "g"}
+}
+
+// noteSkip records a skipped pipeline with exec.
+func noteSkip(ctx context.Context, exec execFunc, d dialect, sk Skip) error {
+	_, err := exec(ctx, d.sql(skipSQL), sk.Commit, cut(sk.ProjectPath, 1024), sk.PipelineID, sk.IID, cut(sk.Source, 100), cut(sk.Reason, 100),
+		cut(sk.Detail, 2000))
+	return err
+}
+
+// skips reads a commit's skipped pipelines, newest first.
+func skips(ctx context.Context, db *sql.DB, d dialect, commit string, limit int) ([]Skip, error) {
+	where, args := commitWhere(d, "commit_sha", commit)
+	rows, err := db.QueryContext(ctx, d.sql(`SELECT commit_sha, project_path, pipeline_id, iid, source, reason, detail, at, count FROM skips WHERE `+
+		where+` ORDER BY at DESC LIMIT ?`), append(args, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Skip
+	for rows.Next() {
+		var sk Skip
+		var at int64
+		if err := rows.Scan(&sk.Commit, &sk.ProjectPath, &sk.PipelineID, &sk.IID, &sk.Source, &sk.Reason, &sk.Detail, &at, &sk.Count); err != nil {
+			return nil, err
+		}
+		sk.At = fromMS(at)
+		out = append(out, sk)
+	}
+	return out, rows.Err()
 }
 
 // history reads a status's last n entries, newest first.
 func history(ctx context.Context, db *sql.DB, d dialect, id string, n int) ([]Entry, error) {
-	rows, err := db.QueryContext(ctx, d.sql(`SELECT at, kind, pipeline_id, state, source, code, detail FROM history WHERE status_id = ? ORDER BY id DESC LIMIT ?`), id, n)
+	rows, err := db.QueryContext(ctx, d.sql(`SELECT at, kind, pipeline_id, state, source, code, detail, iid, state_change FROM history
+WHERE status_id = ? ORDER BY id DESC LIMIT ?`), id, n)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +161,7 @@ func history(ctx context.Context, db *sql.DB, d dialect, id string, n int) ([]En
 	for rows.Next() {
 		var e Entry
 		var at int64
-		if err := rows.Scan(&at, &e.Kind, &e.PipelineID, &e.State, &e.Source, &e.Code, &e.Detail); err != nil {
+		if err := rows.Scan(&at, &e.Kind, &e.PipelineID, &e.State, &e.Source, &e.Code, &e.Detail, &e.IID, &e.Change); err != nil {
 			return nil, err
 		}
 		e.At = fromMS(at)

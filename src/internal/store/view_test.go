@@ -43,13 +43,16 @@ func TestHistoryIsKeptBoundedAndFound(t *testing.T) {
 			r.PipelineID = int64(10 + i)
 			_, _ = s.Accept(ctx, []Report{r}, newer)
 		}
+		// The newest 20, and the event that created the status (the newest
+		// state change is among the 20).
 		found, _, _ = s.Find(ctx, Find{Commit: sha, Limit: 10, History: 100})
-		if len(found[0].History) != HistoryLength || found[0].History[0].PipelineID != 39 {
-			t.Fatalf("%d entries, newest %+v", len(found[0].History), found[0].History[0])
+		h = found[0].History
+		if len(h) != HistoryLength+1 || h[0].PipelineID != 39 || h[len(h)-1].Detail != "taken" || h[len(h)-1].PipelineID != 1 {
+			t.Fatalf("%d entries, newest %+v, oldest %+v", len(h), h[0], h[len(h)-1])
 		}
 		var n int
-		if err := dbOf(s).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil || n != HistoryLength {
-			t.Fatalf("%d history rows kept, want %d", n, HistoryLength)
+		if err := dbOf(s).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil || n != HistoryLength+1 {
+			t.Fatalf("%d history rows kept, want %d", n, HistoryLength+1)
 		}
 		// Another status of the project, another commit.
 		other := report("cloud|x|acme/widgets|"+fmt.Sprintf("%040x", 9)+"|gitlab/acme/widgets", 50, "SUCCESSFUL")
@@ -88,6 +91,172 @@ func TestHistoryIsKeptBoundedAndFound(t *testing.T) {
 	})
 }
 
+// TestHistoryKeepsItsStart: twenty-five failed posts after two events
+// leave the newest twenty posts, and still the event that created the
+// status and the last one that changed it, not only post lines.
+func TestHistoryKeepsItsStart(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		sha := "0123456789abcdef0123456789abcdef01234567"
+		r := report("cloud|x|acme/widgets|"+sha+"|gitlab/acme/widgets", 1, "INPROGRESS")
+		r.Commit = sha
+		if _, err := s.Accept(ctx, []Report{r}, always); err != nil {
+			t.Fatal(err)
+		}
+		r.State = "FAILED"
+		if _, err := s.Accept(ctx, []Report{r}, always); err != nil {
+			t.Fatal(err)
+		}
+		// An ignored duplicate is not a change.
+		if _, err := s.Accept(ctx, []Report{r}, func(*Row, Report) (Decision, string) { return Ignore, "a duplicate" }); err != nil {
+			t.Fatal(err)
+		}
+		for range 25 {
+			row := claim(t, s, "w", 1)[0]
+			finishOK(t, s, "w", row, Outcome{RetryAt: time.Now(), Error: "Bitbucket answered 502", Attempt: &Attempt{State: "FAILED", PipelineID: 1, Code: 502}})
+		}
+		found, _, err := s.Find(ctx, Find{Commit: sha, Limit: 1, History: HistoryKept})
+		if err != nil || len(found) != 1 {
+			t.Fatal(found, err)
+		}
+		h := found[0].History
+		if len(h) != HistoryKept {
+			t.Fatalf("%d entries, want %d", len(h), HistoryKept)
+		}
+		for _, e := range h[:HistoryLength] {
+			if e.Kind != "post" || e.Code != 502 {
+				t.Errorf("the newest 20 should be the posts: %+v", e)
+			}
+		}
+		if last := h[HistoryLength]; last.Kind != "event" || last.State != "FAILED" || !last.Change {
+			t.Errorf("the last state change was not kept: %+v", last)
+		}
+		if first := h[HistoryLength+1]; first.Kind != "event" || first.State != "INPROGRESS" || !first.Change {
+			t.Errorf("the event that created the status was not kept: %+v", first)
+		}
+	})
+}
+
+// TestSkipsAreKeptPerCommit: what was received for a commit and not
+// reported, one line per pipeline, found by a commit's prefix, pruned
+// with the retention.
+func TestSkipsAreKeptPerCommit(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		sha := "0123456789abcdef0123456789abcdef01234567"
+		child := Skip{Commit: sha, ProjectPath: "acme/widgets", PipelineID: 2046, IID: 8, Source: "parent_pipeline", Reason: "child_pipeline",
+			Detail: "pipeline 2046 is a child pipeline of pipeline 2045"}
+		for range 3 {
+			if err := s.NoteSkip(ctx, child); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sub := Skip{Commit: sha, ProjectPath: "acme/platform/api", PipelineID: 3000, IID: 1, Source: "push", Reason: "subgroup",
+			Detail: "acme/platform/api is in a subgroup"}
+		if err := s.NoteSkip(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.NoteSkip(ctx, Skip{Commit: fmt.Sprintf("%040x", 1), ProjectPath: "other/x", PipelineID: 1, Reason: "skip_route"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Skips(ctx, sha[:9], 10)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("%+v %v", got, err)
+		}
+		byPipeline := map[int64]Skip{got[0].PipelineID: got[0], got[1].PipelineID: got[1]}
+		if c := byPipeline[2046]; c.Count != 3 || c.Reason != "child_pipeline" || c.IID != 8 || c.Source != "parent_pipeline" || c.At.IsZero() {
+			t.Errorf("the child's line: %+v", c)
+		}
+		if c := byPipeline[3000]; c.Count != 1 || c.Detail != "acme/platform/api is in a subgroup" {
+			t.Errorf("the subgroup's line: %+v", c)
+		}
+		later(t, s, 48*time.Hour)
+		if _, err := s.Prune(ctx, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Skips(ctx, sha, 10); err != nil || len(got) != 0 {
+			t.Errorf("after the retention: %+v %v", got, err)
+		}
+	})
+}
+
+// TestWaitingKeepsTheLastError: a status handed back without an attempt
+// (its credential paused) says why it waits, and keeps the error of the
+// attempt before; a status that never failed has no error.
+func TestWaitingKeepsTheLastError(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		r := report("waiting", 1, "SUCCESSFUL")
+		if _, err := s.Accept(ctx, []Report{r}, always); err != nil {
+			t.Fatal(err)
+		}
+		row := claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{RetryAt: time.Now(), NotAttempted: true, Error: "waiting: the credential is paused"})
+		if got := get(t, s, "waiting"); got.LastError != "" || got.Waiting != "waiting: the credential is paused" {
+			t.Errorf("never failed: last error %q, waiting %q", got.LastError, got.Waiting)
+		}
+		row = claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{RetryAt: time.Now(), Error: "Bitbucket answered 502 Bad Gateway", Attempt: &Attempt{State: "SUCCESSFUL", Code: 502}})
+		row = claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{RetryAt: time.Now(), NotAttempted: true, Error: "waiting: the credential is paused"})
+		if got := get(t, s, "waiting"); got.LastError != "Bitbucket answered 502 Bad Gateway" || got.Waiting != "waiting: the credential is paused" {
+			t.Errorf("paused after a 502: last error %q, waiting %q", got.LastError, got.Waiting)
+		}
+		row = claim(t, s, "w", 1)[0]
+		finishOK(t, s, "w", row, Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: 1, Attempt: &Attempt{State: "SUCCESSFUL", Code: 201}})
+		if got := get(t, s, "waiting"); got.LastError != "" || got.Waiting != "" {
+			t.Errorf("posted: last error %q, waiting %q", got.LastError, got.Waiting)
+		}
+	})
+}
+
+// TestSearchesPageAndIgnoreCase: a commit's statuses, the failing first; a
+// project's, in any letter case, page by page.
+func TestSearchesPageAndIgnoreCase(t *testing.T) {
+	each(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		sha := "0123456789abcdef0123456789abcdef01234567"
+		var reports []Report
+		for i := range 9 {
+			r := report(fmt.Sprintf("cloud|x|acme/widgets|%s|key-%d", sha, i), int64(i+1), "SUCCESSFUL")
+			r.Commit, r.ProjectPath = sha, "Acme/Widgets"
+			reports = append(reports, r)
+		}
+		if _, err := s.Accept(ctx, reports, always); err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range claim(t, s, "w", 9) {
+			o := Outcome{Done: true, PostedState: "SUCCESSFUL", PostedPipeline: row.PipelineID}
+			if row.StatusID == reports[2].StatusID || row.StatusID == reports[7].StatusID {
+				o = Outcome{Done: true, Error: "Bitbucket refused the request (403 Forbidden)"}
+			}
+			finishOK(t, s, "w", row, o)
+		}
+		found, total, err := s.Find(ctx, Find{Commit: sha, Limit: 100, History: 1})
+		if err != nil || total != 9 || len(found) != 9 {
+			t.Fatalf("%d of %d, %v", len(found), total, err)
+		}
+		for i, f := range found {
+			if refused := f.LastError != ""; refused != (i < 2) {
+				t.Errorf("position %d: %s refused=%v; the refused ones come first", i, f.StatusID, refused)
+			}
+		}
+		seen := map[string]bool{}
+		for page := range 3 {
+			found, total, err := s.Find(ctx, Find{Project: "acme/WIDGETS", Limit: 4, Offset: page * 4})
+			if err != nil || total != 9 || len(found) != []int{4, 4, 1}[page] {
+				t.Fatalf("page %d: %d of %d, %v", page+1, len(found), total, err)
+			}
+			for _, f := range found {
+				if seen[f.StatusID] {
+					t.Errorf("%s on two pages", f.StatusID)
+				}
+				seen[f.StatusID] = true
+			}
+		}
+	})
+}
+
 // TestSearchesFollowAnIndex: every search the status page makes looks its
 // rows up in an index, whatever the table's size (PostgreSQL is told to
 // avoid a scan it could make; one it must make shows in the plan). Reading
@@ -114,11 +283,22 @@ func TestSearchesFollowAnIndex(t *testing.T) {
 		}{
 			{Find{Commit: "0123456789abcdef0123456789abcdef01234567"}, "statuses_commit"},
 			{Find{Commit: "0123456"}, "statuses_commit"},
-			{Find{Project: "acme/widgets"}, "statuses_project"},
+			{Find{Project: "Acme/Widgets"}, "statuses_project_lower"},
 		} {
-			where, args := findWhere(d, c.find)
+			where, args := findWhere(d, c.find.Commit, c.find.Project)
 			if text := queryPlan(t, conn, d.sql(explain+`SELECT 1 FROM statuses WHERE `+where), args...); !strings.Contains(text, c.index) || !strings.Contains(text, lookup) {
 				t.Errorf("%+v: the plan does not look up %s (%q): %s", c.find, c.index, lookup, text)
+			}
+		}
+		// What a commit received and did not report.
+		skipLookup := "SEARCH skips USING"
+		if _, ok := s.(*Postgres); ok {
+			skipLookup = "Index Cond"
+		}
+		for _, commit := range []string{"0123456789abcdef0123456789abcdef01234567", "0123456"} {
+			where, args := commitWhere(d, "commit_sha", commit)
+			if text := queryPlan(t, conn, d.sql(explain+`SELECT 1 FROM skips WHERE `+where), args...); !strings.Contains(text, skipLookup) {
+				t.Errorf("skips of %s: the plan does not use an index: %s", commit, text)
 			}
 		}
 	})
