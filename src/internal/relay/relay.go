@@ -355,6 +355,11 @@ func (r *Relay) keep(cur *store.Row, in store.Report) (store.Decision, string) {
 		return store.Replace, fmt.Sprintf("pipeline %d is newer than %d: it replaces it", in.PipelineID, cur.PipelineID)
 	case in.PipelineID < cur.PipelineID:
 		return store.Ignore, fmt.Sprintf("ignored: pipeline %d is older than %d, which this status shows", in.PipelineID, cur.PipelineID)
+	case in.State == cur.State && in.Final && in.FinishedAt.After(cur.FinishedAt):
+		// A later run of the pipeline (a retry) that ended as the one before:
+		// its time is kept, so that a late event of the earlier run, or of
+		// one in between, cannot win over it.
+		return store.Replace, fmt.Sprintf("the pipeline ended %s again, later (a rerun): this is its last result", in.State)
 	case in.State == cur.State && cur.Pending:
 		return store.Ignore, "ignored: a duplicate of the state waiting to be posted"
 	case !cur.Pending && cur.LastError == "" && cur.PostedPipeline == in.PipelineID && cur.PostedState == in.State:

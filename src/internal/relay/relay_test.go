@@ -133,6 +133,10 @@ func TestOrderingRule(t *testing.T) {
 		{"running then final", pending(row(1, "INPROGRESS", false, time.Time{})), in(1, "SUCCESSFUL", true, t1), replace, replace},
 		{"final then a later final (the retry's result)", posted(row(1, "FAILED", true, t1)), in(1, "SUCCESSFUL", true, t2), replace, replace},
 		{"final then an earlier final (out of order)", posted(row(1, "SUCCESSFUL", true, t2)), in(1, "FAILED", true, t1), ignore, wake},
+		// The same final state, later: a rerun that ended as before; its
+		// time is what a late event of an earlier run is weighed against.
+		{"the same final state, later", posted(row(1, "FAILED", true, t1)), in(1, "FAILED", true, t2), replace, replace},
+		{"the same final state, later, while pending", pending(row(1, "FAILED", true, t1)), in(1, "FAILED", true, t2), replace, replace},
 		// A skipped pipeline ran nothing: it never takes another's place,
 		// and any other pipeline's event takes the place of a skipped one.
 		{"a newer skipped pipeline after a final one", posted(row(1, "SUCCESSFUL", true, t1)), skippedIn(2), ignore, ignore},
