@@ -19,6 +19,7 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/globfiles"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/junit"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/sourcetree"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
 )
 
@@ -155,7 +156,10 @@ func kindName(k insights.Kind) string {
 }
 
 func passedOrFailed(rep insights.Report) string {
-	if rep.Passed {
+	switch {
+	case rep.Neutral:
+		return "neither passed nor failed"
+	case rep.Passed:
 		return "passed"
 	}
 	return "failed"
@@ -250,29 +254,35 @@ func markUnread(rep *insights.Report, unread []string) {
 	if len(unread) == 0 {
 		return
 	}
-	rep.Passed = false
+	rep.Passed, rep.Neutral = false, false
 	rep.Summary = fmt.Sprintf("%s could not be read: %s. %s", insights.Plural(len(unread), "report file"), strings.Join(unread, "; "), rep.Summary)
 }
 
-// workspacePaths: files are found and checked in the working directory
-// (the job's checkout, where artifacts land); paths written in the reports
-// are made relative to CI_PROJECT_DIR, where the test job ran, which is the
-// same directory in GitLab but not in every runner's imitation.
+// workspacePaths: files are found in the working directory (where
+// artifacts land); paths written in the reports are made relative to
+// CI_PROJECT_DIR, where the test job ran, or to the part after the
+// project's path (CI_PROJECT_PATH) where a runner put it elsewhere. A path
+// inside the repository is the repository's whether or not the file is at
+// hand (the component's result jobs hold only the report files); a file
+// named without a path (Java's, Kotlin's, .NET's other machine's) is found
+// in the checkout when report runs where one is (the test job itself).
 func workspacePaths(env config.Env) insights.Paths {
 	cwd, _ := os.Getwd()
+	tree := sourcetree.New(cwd)
 	// Many failures name the same few files: each is looked up once.
 	known := map[string]bool{}
-	return insights.Paths{ProjectDir: cmp.Or(env.ProjectDir, cwd), Root: cwd, Exists: func(rel string) bool {
-		exists, ok := known[rel]
-		if !ok {
-			info, err := os.Stat(filepath.Join(cwd, filepath.FromSlash(rel)))
-			exists = err == nil && info.Mode().IsRegular()
-			if len(known) < 10_000 {
-				known[rel] = exists
+	return insights.Paths{ProjectDir: cmp.Or(env.ProjectDir, cwd), ProjectPath: env.ProjectPath, Root: cwd, Find: tree.Find,
+		GoModule: sourcetree.GoModule(cwd), Exists: func(rel string) bool {
+			exists, ok := known[rel]
+			if !ok {
+				info, err := os.Stat(filepath.Join(cwd, filepath.FromSlash(rel)))
+				exists = err == nil && info.Mode().IsRegular()
+				if len(known) < 10_000 {
+					known[rel] = exists
+				}
 			}
-		}
-		return exists
-	}}
+			return exists
+		}}
 }
 
 // testCounts reads BITBUCKET_JUNIT's files for the counts the final status

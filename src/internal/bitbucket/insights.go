@@ -41,14 +41,15 @@ type Insights struct {
 }
 
 type cloudReport struct {
-	Title      string  `json:"title"`
-	Details    string  `json:"details"`
-	ExternalID string  `json:"external_id"`
-	Reporter   string  `json:"reporter"`
-	Link       string  `json:"link,omitempty"`
-	ReportType string  `json:"report_type"`
-	Result     string  `json:"result"`
-	Data       []datum `json:"data"`
+	Title      string `json:"title"`
+	Details    string `json:"details"`
+	ExternalID string `json:"external_id"`
+	Reporter   string `json:"reporter"`
+	Link       string `json:"link,omitempty"`
+	ReportType string `json:"report_type"`
+	// Result is empty (neither) for a report on nothing: no test ran.
+	Result string  `json:"result,omitempty"`
+	Data   []datum `json:"data"`
 }
 
 // datum is one figure of a report, the same on both servers.
@@ -104,7 +105,10 @@ func (r Cloud) ReportRequests(commit string, in Insights) []Request {
 	if rep.Kind == insights.Tests {
 		body.ReportType = "TEST"
 	}
-	if rep.Passed {
+	switch {
+	case rep.Neutral:
+		body.Result = ""
+	case rep.Passed:
 		body.Result = "PASSED"
 	}
 	reqs := []Request{{Method: http.MethodDelete, URL: base}, {Method: http.MethodPut, URL: base, Body: jsonBody(body)}}
@@ -126,9 +130,10 @@ func (r Cloud) ReportRequests(commit string, in Insights) []Request {
 }
 
 type dataCenterReport struct {
-	Title    string  `json:"title"`
-	Details  string  `json:"details"`
-	Result   string  `json:"result"`
+	Title   string `json:"title"`
+	Details string `json:"details"`
+	// Result is empty (neither) for a report on nothing: no test ran.
+	Result   string  `json:"result,omitempty"`
 	Reporter string  `json:"reporter"`
 	Link     string  `json:"link,omitempty"`
 	Data     []datum `json:"data"`
@@ -155,7 +160,10 @@ func (r DataCenter) ReportRequests(commit string, in Insights) []Request {
 	rep := in.Report
 	body := dataCenterReport{Title: insights.Cut(rep.Title, maxTitle), Details: details(rep), Result: "FAIL",
 		Reporter: Reporter, Link: httpLink(rep.Link), Data: data(rep.Figures, dataCenterFigures)}
-	if rep.Passed {
+	switch {
+	case rep.Neutral:
+		body.Result = ""
+	case rep.Passed:
 		body.Result = "PASS"
 	}
 	reqs := []Request{{Method: http.MethodDelete, URL: base}, {Method: http.MethodPut, URL: base, Body: jsonBody(body)}}

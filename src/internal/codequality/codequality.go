@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
@@ -35,6 +37,16 @@ type Reader struct {
 	bySeverity [insights.Blocker + 1]int
 	total      int
 	omitted    int
+	// distinct are the findings read (path, line, check, description): the
+	// same one twice is one finding, counted once. owners are the
+	// fingerprints given out and the finding that has each: golangci-lint's
+	// fingerprint holds no line, so two equal lines share one, and each must
+	// still be its own annotation, with an ID of its own.
+	distinct map[string]bool
+	owners   map[string]string
+	// unsure counts, per kind of doubt, the findings of the file being read
+	// whose severity was guessed: said once per file.
+	unsure map[string]int
 }
 
 // entry is one finding as GitLab documents it, and as producers vary it.
@@ -67,14 +79,28 @@ func (r *Reader) ReadFile(name string) error {
 
 // Read reads one Code Quality document; name is for messages.
 func (r *Reader) Read(src io.Reader, name string) error {
-	lines := &lineCounter{r: bufio.NewReaderSize(&io.LimitedReader{R: src, N: MaxFileBytes + 1}, 64<<10)}
-	file := &Reader{Paths: r.Paths, Limit: r.Limit, Warn: r.Warn}
+	buffered := bufio.NewReaderSize(&io.LimitedReader{R: src, N: MaxFileBytes + 1}, 64<<10)
+	if err := sniff(buffered, name); err != nil {
+		return err
+	}
+	lines := &lineCounter{r: buffered}
+	file := &Reader{Paths: r.Paths, Limit: r.Limit, Warn: r.Warn, distinct: maps.Clone(r.distinct), owners: maps.Clone(r.owners),
+		unsure: map[string]int{}}
+	if file.distinct == nil {
+		file.distinct, file.owners = map[string]bool{}, map[string]string{}
+	}
 	if err := file.decode(json.NewDecoder(lines), lines, name); err != nil {
 		if lines.read > MaxFileBytes {
 			return fmt.Errorf("%s: larger than %d MB, the most read from a Code Quality file", name, MaxFileBytes>>20)
 		}
 		return err
 	}
+	for _, doubt := range slices.Sorted(maps.Keys(file.unsure)) {
+		if r.Warn != nil {
+			r.Warn(fmt.Sprintf("%s: %s %s", name, insights.Plural(file.unsure[doubt], "finding"), doubt))
+		}
+	}
+	r.distinct, r.owners = file.distinct, file.owners
 	r.total += file.total
 	for i, n := range file.bySeverity {
 		r.bySeverity[i] += n
@@ -107,6 +133,9 @@ func (r *Reader) decode(d *json.Decoder, lines *lineCounter, name string) error 
 	}
 	if err != nil {
 		return at(err)
+	}
+	if delim, ok := tok.(json.Delim); ok && delim == '{' {
+		return fmt.Errorf("%s: %s", name, anObject(d))
 	}
 	if delim, ok := tok.(json.Delim); !ok || delim != '[' {
 		return at(fmt.Errorf("expected a JSON array of findings, found %v", tok))
@@ -178,11 +207,19 @@ func (r *Reader) add(e entry, warn func(string)) {
 	sev, ok := Severity(e.Severity)
 	if !ok {
 		if e.Severity == "" {
-			warn("no severity: counted as major")
+			r.unsure["with no severity: counted as major"]++
 		} else {
-			warn(fmt.Sprintf("unknown severity %q: counted as major (GitLab's are %s)", e.Severity, insights.SeverityNames()))
+			r.unsure[fmt.Sprintf("with the unknown severity %q: counted as major (GitLab's are %s)", e.Severity, insights.SeverityNames())]++
 		}
 	}
+	line := lineOf(e)
+	// One finding is one place, one check, one description: the same again
+	// is a repeat, and counts once.
+	key := insights.Fingerprint("codequality", e.Location.Path, strconv.Itoa(line), e.CheckName, e.Description)
+	if r.distinct[key] {
+		return
+	}
+	r.distinct[key] = true
 	r.total++
 	r.bySeverity[sev]++
 	f := insights.Finding{
@@ -191,9 +228,11 @@ func (r *Reader) add(e entry, warn func(string)) {
 		Severity: sev,
 		Category: category(e.Categories),
 	}
-	if f.ID == "" {
-		f.ID = insights.Fingerprint("codequality", e.CheckName, e.Description, e.Location.Path)
+	if owner, taken := r.owners[f.ID]; f.ID == "" || (taken && owner != key) {
+		// No fingerprint, or another finding's: an ID of this one's own.
+		f.ID = insights.Fingerprint(e.Fingerprint, key)
 	}
+	r.owners[f.ID] = key
 	if e.CheckName != "" && !strings.Contains(f.Title, e.CheckName) {
 		f.Title = strings.TrimSpace(f.Title + " (" + e.CheckName + ")")
 	}
@@ -202,7 +241,7 @@ func (r *Reader) add(e entry, warn func(string)) {
 	}
 	if p := r.Paths.Relative(e.Location.Path); p != "" {
 		f.Path = p
-		f.Line = lineOf(e)
+		f.Line = line
 	} else if e.Location.Path != "" {
 		f.Details = strings.TrimSpace("In " + e.Location.Path + " (outside the repository).\n\n" + f.Details)
 	}
@@ -246,6 +285,92 @@ func (r *Reader) Total() int { return r.total }
 
 // BySeverity counts the findings read per severity.
 func (r *Reader) BySeverity() [insights.Blocker + 1]int { return r.bySeverity }
+
+// sniff reads what the file starts with, to say what it is when it is no
+// Code Quality report: UTF-16 (Windows PowerShell's >), XML (a JUnit or
+// checkstyle report), text (a tool's console output). A UTF-8 byte order
+// mark (PowerShell's Out-File -Encoding utf8) is passed over.
+func sniff(b *bufio.Reader, name string) error {
+	head, _ := b.Peek(512)
+	switch {
+	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
+		_, err := b.Discard(3)
+		return err
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}),
+		len(head) >= 2 && (head[0] == 0 || head[1] == 0):
+		return fmt.Errorf("%s: UTF-16 text (what Windows PowerShell's > writes), not UTF-8: write the report as UTF-8 "+
+			"(Out-File -Encoding utf8, Set-Content -Encoding utf8, or let the tool write the file itself)", name)
+	}
+	trimmed := bytes.TrimLeft(head, " \t\r\n")
+	switch {
+	case len(trimmed) == 0, trimmed[0] == '[', trimmed[0] == '{':
+		return nil
+	case trimmed[0] == '<':
+		return fmt.Errorf("%s: XML, not a Code Quality report (a JSON array of findings): give a JUnit report to --junit "+
+			"(the component's junit input); a checkstyle or other linter XML needs its tool's GitLab (CodeClimate) output instead", name)
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(trimmed)), "\n")
+	return fmt.Errorf("%s: text, not JSON: it starts %q. A Code Quality report is a JSON array of findings; "+
+		"if a tool's console output was written here: eslint-formatter-gitlab writes its JSON to the path in ESLINT_CODE_QUALITY_REPORT "+
+		"(without --output-file, which overwrites it with the console text)", name, insights.Cut(first, 80))
+}
+
+// anObject says what a JSON object given as a Code Quality report is,
+// reading only its top-level keys: SARIF (a linter's other format) and
+// GitLab's security reports are told apart.
+func anObject(d *json.Decoder) string {
+	keys := map[string]string{}
+	for d.More() && len(keys) < 50 {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		key, _ := tok.(string)
+		var value json.RawMessage
+		if key == "$schema" || key == "version" {
+			if d.Decode(&value) != nil {
+				break
+			}
+			keys[key] = string(value)
+			continue
+		}
+		keys[key] = ""
+		if skipValue(d) != nil {
+			break
+		}
+	}
+	_, runs := keys["runs"]
+	_, vulnerabilities := keys["vulnerabilities"]
+	switch {
+	case strings.Contains(strings.ToLower(keys["$schema"]), "sarif") || (runs && strings.Contains(keys["version"], "2.1")):
+		return "a SARIF report, not GitLab Code Quality (a JSON array of findings): give the tool's GitLab or CodeClimate output " +
+			"instead (eslint-formatter-gitlab, golangci-lint --output.code-climate.path, ruff --output-format=gitlab), or convert the SARIF"
+	case vulnerabilities:
+		return "a GitLab security (SAST) report, for artifacts:reports:sast, not Code Quality (a JSON array of findings): " +
+			"GitLab shows it in the security widget; give Code Quality a linter's GitLab (CodeClimate) output"
+	}
+	return "a JSON object, not a Code Quality report: GitLab Code Quality is a JSON array of findings (write [] for none)"
+}
+
+// skipValue reads past one JSON value, token by token.
+func skipValue(d *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth <= 0 {
+			return nil
+		}
+	}
+}
 
 // lineCounter remembers where each line starts, so a decoder's byte offset
 // can be told as a line, without keeping the text.

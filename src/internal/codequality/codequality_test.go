@@ -43,7 +43,8 @@ func TestProducers(t *testing.T) {
 				"7B41F2 major/0 internal/store/store.go:42 errcheck: Error return value of `f.Close` is not checked",
 				"0C2D8A minor/0 cmd/api/main.go:88 unused: func `helper` is unused",
 			},
-			warnings: []string{"testdata/golangci-lint.json: finding 1 (line 1): no severity: counted as major"},
+			// Said once per file, however many findings lack one.
+			warnings: []string{"testdata/golangci-lint.json: 1 finding with no severity: counted as major"},
 		},
 		{
 			// ESLint's GitLab formatter: check_name, categories, content.body.
@@ -89,8 +90,21 @@ func TestBadFiles(t *testing.T) {
 	for file, want := range map[string]string{
 		"truncated.json":  "testdata/truncated.json: line 9: the file ends inside finding 2: was it cut short?",
 		"wrong-type.json": "testdata/wrong-type.json: line 3: finding 2: location is a JSON string, not an object",
-		"object.json":     "testdata/object.json: line 1: expected a JSON array of findings, found {",
+		"object.json":     "testdata/object.json: a JSON object, not a Code Quality report: GitLab Code Quality is a JSON array of findings (write [] for none)",
 		"empty.json":      "testdata/empty.json: empty: a Code Quality report is a JSON array (write [] for no findings)",
+		// What is given as Code Quality by mistake is named, with what to
+		// give instead, not in a parser's words.
+		"utf16-powershell.json": "testdata/utf16-powershell.json: UTF-16 text (what Windows PowerShell's > writes), not UTF-8: write the report " +
+			"as UTF-8 (Out-File -Encoding utf8, Set-Content -Encoding utf8, or let the tool write the file itself)",
+		"eslint-2.1.0.sarif": "testdata/eslint-2.1.0.sarif: a SARIF report, not GitLab Code Quality (a JSON array of findings): give the tool's " +
+			"GitLab or CodeClimate output instead (eslint-formatter-gitlab, golangci-lint --output.code-climate.path, ruff --output-format=gitlab), or convert the SARIF",
+		"gl-sast-report.json": "testdata/gl-sast-report.json: a GitLab security (SAST) report, for artifacts:reports:sast, not Code Quality " +
+			"(a JSON array of findings): GitLab shows it in the security widget; give Code Quality a linter's GitLab (CodeClimate) output",
+		"../../junit/testdata/pytest.xml": "../junit/testdata/pytest.xml: XML, not a Code Quality report (a JSON array of findings): give a " +
+			"JUnit report to --junit (the component's junit input); a checkstyle or other linter XML needs its tool's GitLab (CodeClimate) output instead",
+		"eslint-output-file.json": "testdata/eslint-output-file.json: text, not JSON: it starts \"error  no-unused-vars  'unused' is assigned a " +
+			"value but never used.  /builds/…\". A Code Quality report is a JSON array of findings; if a tool's console output was written " +
+			"here: eslint-formatter-gitlab writes its JSON to the path in ESLINT_CODE_QUALITY_REPORT (without --output-file, which overwrites it with the console text)",
 	} {
 		t.Run(file, func(t *testing.T) {
 			r := &Reader{}
@@ -102,6 +116,63 @@ func TestBadFiles(t *testing.T) {
 				t.Errorf("a file that could not be read was counted: %d", r.Total())
 			}
 		})
+	}
+}
+
+// TestEveryFindingOnce: golangci-lint gives two equal lines one
+// fingerprint (it holds no line): each is its own annotation, with an ID
+// of its own, and the figures count what the annotations show. A finding
+// repeated whole counts once; findings without a fingerprint on different
+// lines are two.
+func TestEveryFindingOnce(t *testing.T) {
+	r, warnings := read(t, "golangci-lint-2.6-duplicates.json")
+	found, omitted := r.Findings()
+	want := []string{
+		"critical/0 main.go:7 errcheck: Error return value of `f.Close` is not checked",
+		"critical/0 main.go:9 errcheck: Error return value of `g.Close` is not checked",
+		"critical/0 main.go:10 errcheck: Error return value of `os.Remove` is not checked",
+		"critical/0 main.go:11 errcheck: Error return value of `os.Remove` is not checked",
+	}
+	var got []string
+	ids := map[string]bool{}
+	for _, f := range found {
+		got = append(got, fmt.Sprintf("%v/%v %s:%d %s", f.Severity, f.Category, f.Path, f.Line, f.Title))
+		ids[f.ID] = true
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || omitted != 0 || r.Total() != 4 || len(ids) != 4 || len(warnings) != 0 {
+		t.Errorf("total %d, %d distinct IDs, %d omitted, warnings %v, findings:\n%s", r.Total(), len(ids), omitted, warnings, strings.Join(got, "\n"))
+	}
+	if !ids["A224E0BACAE44A0A43EC6EDD098255C1"] {
+		t.Error("the first finding with a fingerprint keeps it as its ID (GitLab keys findings by it)")
+	}
+	// No fingerprint, two lines; and the same finding twice.
+	doc := `[{"description":"Unused variable x","check_name":"unused","severity":"minor","location":{"path":"a.py","lines":{"begin":3}}},
+{"description":"Unused variable x","check_name":"unused","severity":"minor","location":{"path":"a.py","lines":{"begin":9}}},
+{"description":"Unused variable x","check_name":"unused","severity":"minor","location":{"path":"a.py","lines":{"begin":9}}}]`
+	r = &Reader{}
+	if err := r.Read(strings.NewReader(doc), "x.json"); err != nil {
+		t.Fatal(err)
+	}
+	found, _ = r.Findings()
+	if r.Total() != 2 || len(found) != 2 || found[0].ID == found[1].ID || found[0].Line != 3 || found[1].Line != 9 {
+		t.Errorf("total %d, findings %+v", r.Total(), found)
+	}
+	// The same file twice (a glob that matched a copy): nothing twice.
+	if err := r.Read(strings.NewReader(doc), "copy.json"); err != nil || r.Total() != 2 {
+		t.Errorf("after a copy: total %d, %v", r.Total(), err)
+	}
+	rep := r.Report("", insights.Major)
+	if rep.Figures[0].Value != int64(len(found)) {
+		t.Errorf("the figure says %d findings, the annotations are %d", rep.Figures[0].Value, len(found))
+	}
+}
+
+// A UTF-8 byte order mark (PowerShell's Out-File -Encoding utf8) is read
+// past, as in JUnit files.
+func TestAByteOrderMarkIsReadPast(t *testing.T) {
+	r, _ := read(t, "utf8-bom.json")
+	if r.Total() != 2 {
+		t.Errorf("total %d", r.Total())
 	}
 }
 

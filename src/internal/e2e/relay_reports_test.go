@@ -91,7 +91,7 @@ func TestRelayPublishesTestReports(t *testing.T) {
 		cmd := exec.Command(relayBinary, "status", "--commit", sha)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "BITBUCKET_RELAY_DATA=" + data}
 		out, _ = cmd.CombinedOutput()
-		return strings.Contains(string(out), "report pipeline 2045 FAILED: 200: test report published: 2 of 2003 tests failed (1 with an error), 1 skipped in 1.5s. (2 annotations)")
+		return strings.Contains(string(out), "report pipeline 2045 (#7) FAILED: 200: test report published: 2 of 2003 tests failed (1 with an error), 1 skipped in 1.5s. (2 annotations)")
 	}, func() string { return string(out) })
 }
 

@@ -48,8 +48,9 @@ func reportJob(url, dir string, kv ...string) []string {
 func TestReportPublishesTestsAndCodeQualityToCloud(t *testing.T) {
 	t.Parallel()
 	s, url := server(t, &fakebitbucket.Server{})
-	dir := reportWorkspace(t, map[string]string{"reports/junit.xml": pytestReport, "gl-code-quality-report.json": eslintReport,
-		"tests/test_cart.py": "", "src/legacy.js": "", "src/cart.js": ""})
+	// As GitLab gives the component's result job its directory: the report
+	// files downloaded, no sources (GIT_STRATEGY: none).
+	dir := reportWorkspace(t, map[string]string{"reports/junit.xml": pytestReport, "gl-code-quality-report.json": eslintReport})
 	env := reportJob(url, dir, "BITBUCKET_JUNIT=reports/*.xml", "BITBUCKET_CODE_QUALITY=gl-code-quality-report.json")
 	o := runIn(t, dir, env, "report")
 	where := "acme/widgets at " + url + "/2.0"
@@ -94,6 +95,67 @@ func TestReportPublishesTestsAndCodeQualityToCloud(t *testing.T) {
 	}
 	if _, annotations := s.Report(sha, "gitlab~acme~widgets~tests"); len(annotations) != 1 {
 		t.Errorf("after a re-run: %d annotations", len(annotations))
+	}
+}
+
+// TestReportInAResultJobPlacesEveryFailure: the component's result job
+// runs report in a directory that holds only the report files, which real
+// producers wrote in the test job, in another runner's directory
+// (/builds/<runner>/<n>/group/project). Every failure still lands on its
+// file and line; a failure is never cancelled by another suite's pass;
+// every code quality finding gets its annotation.
+func TestReportInAResultJobPlacesEveryFailure(t *testing.T) {
+	t.Parallel()
+	s, url := server(t, &fakebitbucket.Server{})
+	files := map[string]string{}
+	for name, from := range map[string]string{
+		"reports/playwright.xml":      "../junit/testdata/producers/playwright-projects.xml",
+		"reports/py-3.11.xml":         "../junit/testdata/producers/pytest-matrix-py3.11.xml",
+		"reports/py-3.12.xml":         "../junit/testdata/producers/pytest-matrix-py3.12.xml",
+		"gl-code-quality-report.json": "../codequality/testdata/golangci-lint-2.6-duplicates.json",
+	} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = string(b)
+	}
+	dir := reportWorkspace(t, files)
+	env := reportJob(url, dir, "BITBUCKET_JUNIT=reports/*.xml", "BITBUCKET_CODE_QUALITY=gl-code-quality-report.json", "CI_PROJECT_PATH=acme/shop")
+	o := runIn(t, dir, env, "report")
+	if o.code != 0 || !strings.Contains(o.stdout, `(key "gitlab~acme~shop~tests", failed, 2 annotations, 3 requests): 2 of 6 tests failed in `) ||
+		!strings.Contains(o.stdout, `(key "gitlab~acme~shop~code-quality", failed, 4 annotations, 3 requests): 4 findings: 4 critical.`) {
+		t.Fatalf("%+v", o)
+	}
+	place := func(key string) []string {
+		_, annotations := s.Report(sha, key)
+		var out []string
+		for _, raw := range annotations {
+			var a struct {
+				Path    string
+				Line    int
+				Summary string
+			}
+			_ = json.Unmarshal(raw, &a)
+			out = append(out, fmt.Sprintf("%s:%d %s", a.Path, a.Line, a.Summary))
+		}
+		return out
+	}
+	wantTests := []string{
+		"tests/cart.spec.js:7 cart.spec.js adds up the cart failed: Error: expect(received).toBe(expected) // Object.is equality",
+		"tests/test_cart.py:21 tests.test_cart test_python_version failed: AssertionError: 3.11 rounds differently",
+	}
+	if got := place("gitlab~acme~shop~tests"); strings.Join(got, "\n") != strings.Join(wantTests, "\n") {
+		t.Errorf("test annotations:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(wantTests, "\n     "))
+	}
+	wantCQ := []string{
+		"main.go:7 errcheck: Error return value of `f.Close` is not checked",
+		"main.go:9 errcheck: Error return value of `g.Close` is not checked",
+		"main.go:10 errcheck: Error return value of `os.Remove` is not checked",
+		"main.go:11 errcheck: Error return value of `os.Remove` is not checked",
+	}
+	if got := place("gitlab~acme~shop~code-quality"); strings.Join(got, "\n") != strings.Join(wantCQ, "\n") {
+		t.Errorf("code quality annotations:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(wantCQ, "\n     "))
 	}
 }
 
@@ -175,9 +237,10 @@ func TestReportAndTestCountsOnDataCenter(t *testing.T) {
 	if string(report) != wantReport {
 		t.Errorf("report\n got %s\nwant %s", report, wantReport)
 	}
-	// tests/test_cart.py is not in this workspace: the annotation goes to the overview.
+	// tests/test_cart.py is not in this workspace (a result job's has only
+	// the report files): it is the repository's path all the same.
 	if len(annotations) != 1 || !strings.Contains(string(annotations[0]), `"message":"tests.test_cart test_total failed: assert 25 == 30\n\ndef test_total():`) ||
-		!strings.HasSuffix(string(annotations[0]), `"severity":"HIGH","type":"BUG"}`) {
+		!strings.HasSuffix(string(annotations[0]), `"severity":"HIGH","type":"BUG","path":"tests/test_cart.py","line":9}`) {
 		t.Errorf("annotations %s", annotations)
 	}
 	var paths []string

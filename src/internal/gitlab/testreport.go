@@ -44,25 +44,40 @@ const maxTestReport = 256 << 20
 
 // FailedTests reads the failed and errored cases of a pipeline's test
 // report (test_report: no pagination, every case), streaming the answer and
-// keeping at most limit, the first found. projectDir is where the jobs ran
-// (GitLab's default /builds/<path>), to make absolute file paths relative.
-func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, projectDir string, limit int) ([]insights.Finding, int, error) {
+// keeping at most limit, the first found. paths makes the files it names
+// relative: the project's directory where the jobs ran (GitLab's default
+// /builds/<path>) and its path. A test that failed in two suites (GitLab's
+// suites are its jobs: two jobs of a parallel:matrix) is two findings, each
+// saying which, as the job's JUnit reader makes them.
+func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, paths insights.Paths, limit int) ([]insights.Finding, int, error) {
 	resp, err := c.open(ctx, fmt.Sprintf("projects/%d/pipelines/%d/test_report", projectID, pipelineID), nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	collect := &insights.Collector{Limit: limit}
-	paths := insights.Paths{ProjectDir: projectDir}
+	var names insights.TestNames
 	limited := &io.LimitedReader{R: resp.Body, N: maxTestReport}
 	d := json.NewDecoder(limited)
 	err = walkObject(d, func(key string) error {
 		if key != "test_suites" {
 			return skipValue(d)
 		}
+		n := 0
 		return walkArray(d, func() error {
+			n++
+			suite := insights.Suite{Key: fmt.Sprintf("#%d", n)}
 			return walkObject(d, func(key string) error {
-				if key != "test_cases" {
+				switch key {
+				case "name":
+					// GitLab serializes a suite's name before its cases.
+					if err := d.Decode(&suite.Name); err != nil {
+						return err
+					}
+					suite.Key = suite.Name
+					return nil
+				case "test_cases":
+				default:
 					return skipValue(d)
 				}
 				return walkArray(d, func() error {
@@ -71,7 +86,11 @@ func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, p
 						return err
 					}
 					if tc.Status == "failed" || tc.Status == "error" {
-						collect.Add(tc.finding(paths))
+						f := tc.finding(paths)
+						if rn := names.Name(&f, tc.Classname, tc.Name, suite); rn != nil {
+							collect.Rename(rn.ID, rn.NewID, rn.Prefix)
+						}
+						collect.Add(f)
 					}
 					return nil
 				})
@@ -99,15 +118,14 @@ type testCase struct {
 }
 
 // finding is the case as the job's JUnit reader makes it (the same ID, so
-// a report moves between the job and the relay unchanged): GitLab keeps
-// the file attribute but no line, which the output may give.
+// a report moves between the job and the relay unchanged), placed by the
+// same rules: GitLab keeps the file attribute but no line, which the
+// output may give, and the output's frames.
 func (tc testCase) finding(paths insights.Paths) insights.Finding {
 	output := strings.TrimSpace(tc.SystemOutput + "\n" + tc.StackTrace)
 	first, rest := insights.FirstLine(output)
 	f := insights.FailedTest(tc.Classname, tc.Name, tc.Status == "error", first, insights.Cut(rest, 8<<10))
-	if p := paths.Relative(tc.File); p != "" {
-		f.Path, f.Line = p, paths.LineIn(output, p)
-	}
+	f.Path, f.Line = paths.Place(insights.Clues{Files: []string{tc.File}, Line: -1, Classname: tc.Classname, Trace: output})
 	return f
 }
 

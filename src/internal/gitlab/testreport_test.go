@@ -40,7 +40,7 @@ func TestFailedTests(t *testing.T) {
 	b.WriteString(`{"name":"broken","suite_error":"JUnit XML parsing failed","test_cases":[]},{"name":"nulls","test_cases":null}],"extra":{"nested":[1,[2,{"x":3}]]}}`)
 	mock := httpmock.NewMockTransport()
 	mock.RegisterResponder("GET", reportURL, httpmock.NewStringResponder(200, b.String()))
-	found, omitted, err := newClient(mock).FailedTests(context.Background(), 42, 2045, "/builds/acme/widgets", 4)
+	found, omitted, err := newClient(mock).FailedTests(context.Background(), 42, 2045, insights.Paths{ProjectDir: "/builds/acme/widgets"}, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +61,42 @@ func TestFailedTests(t *testing.T) {
 func TestFailedTestsErrors(t *testing.T) {
 	mock := httpmock.NewMockTransport()
 	mock.RegisterResponder("GET", reportURL, httpmock.NewStringResponder(403, `{"message":"403 Forbidden"}`))
-	_, _, err := newClient(mock).FailedTests(context.Background(), 42, 2045, "", 10)
+	_, _, err := newClient(mock).FailedTests(context.Background(), 42, 2045, insights.Paths{}, 10)
 	if err == nil || err.Error() != "GitLab answered GET "+reportURL+" with 403 Forbidden: 403 Forbidden" {
 		t.Errorf("error %v", err)
 	}
 	mock.RegisterResponder("GET", reportURL, httpmock.NewStringResponder(200, `{"test_suites":[{"test_cases":[{"status":`))
-	_, _, err = newClient(mock).FailedTests(context.Background(), 42, 2045, "", 10)
+	_, _, err = newClient(mock).FailedTests(context.Background(), 42, 2045, insights.Paths{}, 10)
 	if err == nil || err.Error() != "reading GitLab's test report of pipeline 2045: unexpected EOF" {
 		t.Errorf("error %v", err)
+	}
+}
+
+// TestFailedTestsInTwoSuites: GitLab's suites are its jobs; the same test
+// failing in two jobs of a parallel:matrix (and passing in a third) is two
+// findings, each naming its job, with IDs of their own; a frame of the
+// runner's own directory is placed by the project's path.
+func TestFailedTestsInTwoSuites(t *testing.T) {
+	doc := `{"test_suites":[` +
+		`{"name":"pytest: [3.11]","test_cases":[{"status":"failed","name":"test_round","classname":"tests.test_math","file":null,` +
+		`"system_output":"AssertionError: 0.30000000000000004 != 0.3\ntests/test_math.py:12: AssertionError"}]},` +
+		`{"name":"pytest: [3.12]","test_cases":[{"status":"success","name":"test_round","classname":"tests.test_math"}]},` +
+		`{"name":"pytest: [3.13]","test_cases":[{"status":"failed","name":"test_round","classname":"tests.test_math","file":null,` +
+		`"system_output":"AssertionError: 0.30000000000000004 != 0.3\n/builds/t3st/0/acme/widgets/tests/test_math.py:12: AssertionError"}]}]}`
+	mock := httpmock.NewMockTransport()
+	mock.RegisterResponder("GET", reportURL, httpmock.NewStringResponder(200, doc))
+	found, omitted, err := newClient(mock).FailedTests(context.Background(), 42, 2045, insights.Paths{ProjectDir: "/builds/acme/widgets",
+		ProjectPath: "acme/widgets"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range found {
+		got = append(got, fmt.Sprintf("%s:%d %s", f.Path, f.Line, f.Title))
+	}
+	want := "tests/test_math.py:12 [pytest: [3.11]] tests.test_math test_round failed: AssertionError: 0.30000000000000004 != 0.3\n" +
+		"tests/test_math.py:12 [pytest: [3.13]] tests.test_math test_round failed: AssertionError: 0.30000000000000004 != 0.3"
+	if strings.Join(got, "\n") != want || omitted != 0 || found[0].ID == found[1].ID {
+		t.Errorf("got (omitted %d)\n%s\nwant\n%s", omitted, strings.Join(got, "\n"), want)
 	}
 }

@@ -6,11 +6,11 @@
 package junit
 
 import (
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -34,14 +34,27 @@ type Reader struct {
 
 	counts   insights.TestCounts
 	failures insights.Collector
-	// failed remembers each failed test's key, so a repeated test case
-	// (pytest-rerunfailures) that passed is not counted twice.
-	failed map[string]status
-	flaky  int
-	// withdrawn are failures of earlier files that passed on a rerun.
-	withdrawn []string
+	// names gives failed tests their IDs: one test that failed in two
+	// suites (two browsers, two Python versions, two files) is two.
+	names insights.TestNames
+	flaky int
 	// omittedBefore counts failures left out by a file's own limit.
 	omittedBefore int
+
+	// A file being read, on its own until it reads whole:
+	// failed remembers the failed tests of each suite of this file, so a
+	// test repeated within its suite (pytest-rerunfailures) that passed
+	// withdraws its failure; renames are failures of earlier files that
+	// turned out to have run in another suite too.
+	failed  map[string]failedTest
+	renames []insights.Rename
+	name    string
+}
+
+type failedTest struct {
+	status status
+	id     string
+	suite  insights.Suite
 }
 
 // ReadFile reads one file. On an error nothing of the file is counted.
@@ -52,7 +65,7 @@ func (r *Reader) ReadFile(name string) error {
 // Read reads one JUnit document from src; name is the file's name for
 // messages. On an error nothing of the document is counted.
 func (r *Reader) Read(src io.Reader, name string) error {
-	file := &Reader{Paths: r.Paths, Limit: r.Limit, failed: maps.Clone(r.failed)}
+	file := &Reader{Paths: r.Paths, Limit: r.Limit, names: r.names.Clone(), failed: map[string]failedTest{}, name: name}
 	limited := &io.LimitedReader{R: src, N: MaxFileBytes + 1}
 	d := xml.NewDecoder(newOutputFilter(limited))
 	d.CharsetReader = charsetReader
@@ -80,10 +93,10 @@ func (r *Reader) merge(f *Reader) {
 	r.counts.Skipped += f.counts.Skipped
 	r.counts.Duration += f.counts.Duration
 	r.flaky += f.flaky
-	r.failed = f.failed
+	r.names = f.names
 	r.failures.Limit = r.Limit
-	for _, id := range f.withdrawn {
-		r.failures.Remove(id)
+	for _, rn := range f.renames {
+		r.failures.Rename(rn.ID, rn.NewID, rn.Prefix)
 	}
 	found, omitted := f.failures.Findings()
 	for _, x := range found {
@@ -110,8 +123,23 @@ type testCase struct {
 	line                  int
 	status                status
 	message, text         string
-	flaky                 bool
-	duration              time.Duration
+	// output is what a failed test printed (<system-out>, <system-err>):
+	// ctest keeps its whole failure there.
+	output   string
+	flaky    bool
+	duration time.Duration
+	suite    suite
+}
+
+// suite is a <testsuite> being read: what tells its tests from the same
+// tests in another suite, and what its tests inherit.
+type suite struct {
+	insights.Suite
+	// file is the source file its tests are in, when a suite names it
+	// (Cypress names the spec on the file's first suite).
+	file string
+	// pytest: pytest wrote it, whose line attributes count from 0.
+	pytest bool
 }
 
 type status int
@@ -125,6 +153,11 @@ const (
 
 func (r *Reader) decode(d *xml.Decoder) error {
 	seenRoot := false
+	var suites []suite
+	// docFile is the last file a suite of this document named: Cypress
+	// names the spec on its first suite, a sibling of the others.
+	docFile := ""
+	count := 0
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
@@ -136,27 +169,56 @@ func (r *Reader) decode(d *xml.Decoder) error {
 		if err != nil {
 			return err
 		}
+		if end, ok := tok.(xml.EndElement); ok && end.Name.Local == "testsuite" && len(suites) > 0 {
+			suites = suites[:len(suites)-1]
+			continue
+		}
 		start, ok := tok.(xml.StartElement)
 		if !ok {
 			continue
 		}
 		switch start.Name.Local {
-		case "testsuites", "testsuite":
+		case "testsuites":
 			seenRoot = true
+		case "testsuite":
+			seenRoot = true
+			count++
+			s := suite{Suite: insights.Suite{Key: fmt.Sprintf("%s#%d", r.name, count), Name: attr(start, "name"), Host: attr(start, "hostname"),
+				File: r.name}, file: attr(start, "file")}
+			if len(suites) > 0 {
+				parent := suites[len(suites)-1]
+				s.pytest, s.Device = parent.pytest, parent.Device
+				s.file = cmp.Or(s.file, parent.file)
+			}
+			s.pytest = s.pytest || s.Name == "pytest"
+			if s.file != "" {
+				docFile = s.file
+			}
+			s.file = cmp.Or(s.file, docFile)
+			suites = append(suites, s)
+		case "properties":
+			device, err := readDevice(d)
+			if err != nil {
+				return err
+			}
+			if len(suites) > 0 && device != "" {
+				suites[len(suites)-1].Device = device
+			}
 		case "testcase":
-			if !seenRoot {
+			if !seenRoot || len(suites) == 0 {
 				return errors.New("<testcase> outside any <testsuite>")
 			}
 			tc, err := readCase(d, start)
 			if err != nil {
 				return err
 			}
+			tc.suite = suites[len(suites)-1]
 			r.add(tc)
 		default:
 			if !seenRoot {
 				return fmt.Errorf("the root element is <%s>, not <testsuites> or <testsuite>: not a JUnit report", start.Name.Local)
 			}
-			// properties, system-out of a suite, anything else.
+			// system-out of a suite, anything else.
 			if err := d.Skip(); err != nil {
 				return err
 			}
@@ -164,8 +226,31 @@ func (r *Reader) decode(d *xml.Decoder) error {
 	}
 }
 
+// readDevice reads a suite's <properties> for the Android device its
+// tests ran on.
+func readDevice(d *xml.Decoder) (string, error) {
+	device := ""
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local == "property" && attr(t, "name") == "device" {
+				device = attr(t, "value")
+			}
+			if err := d.Skip(); err != nil {
+				return "", err
+			}
+		case xml.EndElement:
+			return device, nil
+		}
+	}
+}
+
 func readCase(d *xml.Decoder, start xml.StartElement) (testCase, error) {
-	tc := testCase{}
+	tc := testCase{line: -1}
 	var duration time.Duration
 	for _, a := range start.Attr {
 		switch a.Name.Local {
@@ -176,7 +261,9 @@ func readCase(d *xml.Decoder, start xml.StartElement) (testCase, error) {
 		case "file":
 			tc.file = a.Value
 		case "line":
-			tc.line, _ = strconv.Atoi(strings.TrimSpace(a.Value))
+			if n, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && n >= 0 {
+				tc.line = n
+			}
 		case "time":
 			duration = ParseTime(a.Value)
 		}
@@ -189,7 +276,6 @@ func readCase(d *xml.Decoder, start xml.StartElement) (testCase, error) {
 		switch t := tok.(type) {
 		case xml.EndElement:
 			tc.text = strings.TrimSpace(tc.text)
-			tc.line = max(tc.line, 0)
 			tc.duration = duration
 			return tc, nil
 		case xml.StartElement:
@@ -201,6 +287,16 @@ func readCase(d *xml.Decoder, start xml.StartElement) (testCase, error) {
 				st = errored
 			case "skipped":
 				st = skipped
+			case "system-out", "system-err":
+				// Only a failing test's output reaches here (outputFilter).
+				text, err := readText(d)
+				if err != nil {
+					return tc, err
+				}
+				if text = strings.TrimSpace(text); text != "" && len(tc.output) < maxText {
+					tc.output = insights.Cut(strings.TrimSpace(tc.output+"\n"+text), maxText)
+				}
+				continue
 			case "flakyFailure", "flakyError":
 				// Surefire: failed, then passed on a rerun.
 				tc.flaky = true
@@ -209,8 +305,8 @@ func readCase(d *xml.Decoder, start xml.StartElement) (testCase, error) {
 				}
 				continue
 			default:
-				// system-out, system-err, properties, rerunFailure (a
-				// rerun after a <failure>, which already decides).
+				// properties, rerunFailure (a rerun after a <failure>, which
+				// already decides).
 				if err := d.Skip(); err != nil {
 					return tc, err
 				}
@@ -263,22 +359,20 @@ func readText(d *xml.Decoder) (string, error) {
 	}
 }
 
+// add counts a test case. The same test again within its suite is a rerun
+// (pytest-rerunfailures repeats the case): a pass withdraws its failure.
+// The same test in another suite or file is another test: a pass there
+// never cancels a failure here.
 func (r *Reader) add(tc testCase) {
-	if r.failed == nil {
-		r.failed = map[string]status{}
-	}
-	key := tc.classname + "\x00" + tc.name
+	key := tc.suite.Key + "\x00" + tc.classname + "\x00" + tc.name
 	if was, ok := r.failed[key]; ok {
-		// The same test again: a rerun (pytest-rerunfailures repeats the
-		// test case). A pass withdraws the failure.
 		r.counts.Duration += tc.duration
 		if tc.status == passed {
 			delete(r.failed, key)
-			if !r.failures.Remove(tc.id()) {
-				r.withdrawn = append(r.withdrawn, tc.id())
-			}
+			r.failures.Remove(was.id)
+			r.names.Forget(tc.classname, tc.name, was.suite)
 			r.flaky++
-			if was == errored {
+			if was.status == errored {
 				r.counts.Errored--
 			} else {
 				r.counts.Failed--
@@ -302,40 +396,93 @@ func (r *Reader) add(tc testCase) {
 	case failed:
 		r.counts.Failed++
 	}
-	r.failed[key] = tc.status
+	f := r.finding(tc)
+	if rn := r.names.Name(&f, tc.classname, tc.name, tc.suite.Suite); rn != nil && !r.failures.Rename(rn.ID, rn.NewID, rn.Prefix) {
+		r.renames = append(r.renames, *rn)
+	}
+	r.failed[key] = failedTest{status: tc.status, id: f.ID, suite: tc.suite.Suite}
 	r.failures.Limit = r.Limit
-	r.failures.Add(r.finding(tc))
+	r.failures.Add(f)
 }
 
-func (tc testCase) id() string { return insights.TestID(tc.classname, tc.name) }
-
 // finding is a failed test as the reader of a pull request sees it: its
-// name and the first line of its message, the rest below, on the file and
-// line the XML or a stack trace inside the repository names.
+// name and the first line that says what went wrong, the rest below, at
+// the place it failed.
 func (r *Reader) finding(tc testCase) insights.Finding {
-	message := tc.message
-	if generic[strings.ToLower(strings.TrimSpace(message))] {
-		message = ""
-	}
-	first, rest := insights.FirstLine(message)
-	body := tc.text
-	if first == "" {
-		first, rest = firstMeaningful(tc.text)
-		body = ""
-	}
-	details := strings.TrimSpace(strings.Join(nonEmpty(rest, body), "\n\n"))
+	first, details := summary(tc)
 	f := insights.FailedTest(tc.classname, tc.name, tc.status == errored, first, details)
-	if p := r.Paths.Relative(tc.file); p != "" && r.exists(p) {
-		f.Path, f.Line = p, tc.line
-		if f.Line == 0 {
-			// jest-junit and rspec name the file but not the line; the trace
-			// often has it.
-			f.Line = r.Paths.LineIn(tc.message+"\n"+tc.text, p)
-		}
-	} else if p, line := r.fromTrace(tc.message + "\n" + tc.text); p != "" {
-		f.Path, f.Line = p, line
-	}
+	f.Path, f.Line = r.place(tc)
 	return f
+}
+
+// summary is the first line of what a failed test said that says what
+// went wrong, and the rest: past a message that only repeats the test's
+// name or place (PHPUnit's "Class::test", Playwright's "file:3:5 title"),
+// past Go's "=== RUN" and Playwright's "[project] › file › title" headers,
+// with a leading "file:line:" taken off (the annotation stands there).
+func summary(tc testCase) (string, string) {
+	said := strings.TrimSpace(strings.Join(nonEmpty(tc.message, tc.text, tc.output), "\n"))
+	lines := strings.Split(said, "\n")
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if t == "" || sayNothing(t, tc) {
+			continue
+		}
+		rest := strings.TrimSpace(strings.Join(lines[i+1:], "\n"))
+		if tc.message != "" && i == 0 && tc.text != "" {
+			// The message's first line is the title; the text is the detail.
+			_, more := insights.FirstLine(tc.message)
+			rest = strings.TrimSpace(strings.Join(nonEmpty(more, tc.text, tc.output), "\n\n"))
+		}
+		return withoutPlace(t), rest
+	}
+	return "", strings.TrimSpace(strings.Join(nonEmpty(tc.text, tc.output), "\n\n"))
+}
+
+// sayNothing: a line that says no more than the test's status, name or
+// place.
+func sayNothing(line string, tc testCase) bool {
+	lower := strings.ToLower(line)
+	switch {
+	case generic[lower], strings.HasPrefix(line, "=== "), strings.HasPrefix(line, "--- FAIL"), strings.Trim(line, "─━-_ ") == "":
+		return true
+	case tc.name != "" && (strings.HasSuffix(line, "::"+tc.name) || line == tc.name || line == tc.classname+" "+tc.name):
+		return true
+	case strings.HasPrefix(line, "[") && strings.Contains(line, " › "):
+		return true // Playwright's "[chromium] › cart.spec.js:4:1 › adds up ───"
+	}
+	// Playwright's message: "cart.spec.js:4:1 adds up the cart".
+	place, rest, ok := strings.Cut(line, " ")
+	return ok && tc.name != "" && strings.TrimSpace(rest) == tc.name && strings.Count(place, ":") >= 1
+}
+
+// withoutPlace takes off a leading "path:line:" or "path:line:col:" (Go's
+// t.Errorf, C's assertions): the annotation already stands there.
+func withoutPlace(line string) string {
+	refs, _ := insights.FileRefs(line)
+	if len(refs) == 0 {
+		return line
+	}
+	i := strings.Index(line, refs[0].Path)
+	if i != 0 && !(i > 0 && strings.TrimSpace(line[:i]) == "") {
+		return line
+	}
+	rest := line[i+len(refs[0].Path):]
+	// ":12:" or ":12:5:" then the words.
+	for n := 0; n < 2 && len(rest) > 0 && rest[0] == ':'; n++ {
+		j := 1
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if j == 1 {
+			break
+		}
+		rest = rest[j:]
+	}
+	if words, ok := strings.CutPrefix(rest, ": "); ok && strings.TrimSpace(words) != "" {
+		return strings.TrimSpace(words)
+	}
+	return line
 }
 
 func nonEmpty(parts ...string) []string {
@@ -352,45 +499,14 @@ func nonEmpty(parts ...string) []string {
 // message="Failed" on every failure.
 var generic = map[string]bool{"failed": true, "failure": true, "error": true}
 
-// firstMeaningful is the first line of a test's output that says
-// something, past Go's "=== RUN" and "--- FAIL" framing, and the rest.
-func firstMeaningful(text string) (string, string) {
-	lines := strings.Split(strings.TrimSpace(text), "\n")
-	for i, l := range lines {
-		t := strings.TrimSpace(l)
-		if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- FAIL") {
-			continue
-		}
-		return t, strings.TrimSpace(strings.Join(lines[i+1:], "\n"))
+// place is where a failed test's annotation goes (insights.Place).
+func (r *Reader) place(tc testCase) (string, int) {
+	line := tc.line
+	if line >= 0 && tc.suite.pytest {
+		line++ // pytest's line attributes count from 0
 	}
-	return "", ""
-}
-
-// exists: a file attribute is trusted unless the workspace can be checked.
-func (r *Reader) exists(rel string) bool {
-	return r.Paths.Exists == nil || r.Paths.Exists(rel)
-}
-
-// fromTrace finds the frame of a stack trace that names a file in the
-// repository: Python's innermost frame is its last, other languages' first.
-// Only with a workspace to check against: a file name alone (Go's, Java's)
-// is not a path in the repository.
-func (r *Reader) fromTrace(text string) (string, int) {
-	if r.Paths.Exists == nil {
-		return "", 0
-	}
-	refs, python := insights.FileRefs(text)
-	for i := len(python) - 1; i >= 0; i-- {
-		if p := r.Paths.Relative(python[i].Path); p != "" && r.Paths.Exists(p) {
-			return p, python[i].Line
-		}
-	}
-	for _, ref := range refs {
-		if p := r.Paths.Relative(ref.Path); p != "" && r.Paths.Exists(p) {
-			return p, ref.Line
-		}
-	}
-	return "", 0
+	return r.Paths.Place(insights.Clues{Files: []string{tc.file, tc.suite.file}, Line: line, Classname: tc.classname,
+		Trace: tc.message + "\n" + tc.text + "\n" + tc.output})
 }
 
 // ParseTime reads a time attribute in seconds as producers write it:

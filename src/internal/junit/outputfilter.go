@@ -6,9 +6,10 @@ import (
 )
 
 // outputFilter drops <system-out> and <system-err> elements from a JUnit
-// stream before the XML decoder sees them: the reader never uses them, and
-// the decoder reads character data a byte at a time, so a file whose
-// passing tests log output spent most of its time there. The newlines of
+// stream before the XML decoder sees them, but those of a test case that
+// failed (ctest keeps a failure's whole story there): the decoder reads
+// character data a byte at a time, so a file whose passing tests log
+// output spent most of its time there. The newlines of
 // what it drops are kept, so the decoder's line numbers stay the file's.
 // CDATA sections and comments inside a dropped element are skipped whole,
 // whatever they hold.
@@ -23,6 +24,9 @@ type outputFilter struct {
 	// slash: the start tag's last byte handled so far is '/' (its '>' may
 	// come in the next read, making the element empty).
 	slash bool
+	// failing: a <failure> or <error> came since the last <testcase>: its
+	// output is kept.
+	failing bool
 }
 
 type filterState int
@@ -86,7 +90,13 @@ loop:
 			if more(i) {
 				break loop
 			}
-			if c := dropsFrom(b[i:]); c != nil {
+			switch rest := b[i:]; {
+			case startsElement(rest, "testcase"), bytes.HasPrefix(rest, []byte("</testcase")):
+				f.failing = false
+			case startsElement(rest, "failure"), startsElement(rest, "error"):
+				f.failing = true
+			}
+			if c := dropsFrom(b[i:]); c != nil && !f.failing {
 				f.state, f.closing, f.slash = inStart, c, false
 				i += len("<system-out")
 				continue
@@ -167,14 +177,23 @@ loop:
 // <system-err> element, else nil.
 func dropsFrom(b []byte) []byte {
 	for _, name := range []string{"system-out", "system-err"} {
-		if len(b) > len(name)+1 && bytes.HasPrefix(b[1:], []byte(name)) {
-			switch b[len(name)+1] {
-			case '>', ' ', '\t', '\n', '\r', '/':
-				return []byte("</" + name + ">")
-			}
+		if startsElement(b, name) {
+			return []byte("</" + name + ">")
 		}
 	}
 	return nil
+}
+
+// startsElement reports whether b starts the start tag of an element name.
+func startsElement(b []byte, name string) bool {
+	if len(b) <= len(name)+1 || !bytes.HasPrefix(b[1:], []byte(name)) {
+		return false
+	}
+	switch b[len(name)+1] {
+	case '>', ' ', '\t', '\n', '\r', '/':
+		return true
+	}
+	return false
 }
 
 func (f *outputFilter) keepNewlines(b []byte) {

@@ -37,6 +37,25 @@ func TestOutputFilter(t *testing.T) {
 	}
 }
 
+// A failed test's output is kept (ctest keeps its whole failure there);
+// a passing test's, and the next test's after a failure, are dropped.
+func TestOutputFilterKeepsAFailuresOutput(t *testing.T) {
+	in := "<testsuite><testcase name=\"a\"><failure message=\"\"/><system-out>a.c:8: check failed</system-out><system-err>e</system-err></testcase>" +
+		"<testcase name=\"b\"><system-out>passing\n</system-out></testcase>" +
+		"<testcase name=\"c\"><error type=\"x\">boom</error>\n<system-out>c's output</system-out></testcase></testsuite>"
+	want := "<testsuite><testcase name=\"a\"><failure message=\"\"/><system-out>a.c:8: check failed</system-out><system-err>e</system-err></testcase>" +
+		"<testcase name=\"b\">\n</testcase>" +
+		"<testcase name=\"c\"><error type=\"x\">boom</error>\n<system-out>c's output</system-out></testcase></testsuite>"
+	for name, r := range map[string]func() io.Reader{
+		"whole":       func() io.Reader { return strings.NewReader(in) },
+		"byte a read": func() io.Reader { return iotest.OneByteReader(strings.NewReader(in)) },
+	} {
+		if got := filtered(t, r()); got != want {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+}
+
 // A JUnit file's lines stay its own: an error after dropped output names
 // the line it is on.
 func TestOutputFilterKeepsLineNumbers(t *testing.T) {
@@ -54,6 +73,7 @@ func FuzzOutputFilter(f *testing.F) {
 	f.Add("<system-err/><system-out a='1'>\n<!-- -- -->")
 	f.Add("<system-out")
 	f.Add("<![CDATA[ <system-out> ]]>")
+	f.Add("<testcase><failure/><system-out>kept</system-out></testcase><testcase><system-out>dropped</system-out>")
 	f.Fuzz(func(t *testing.T, in string) {
 		whole := filtered(t, strings.NewReader(in))
 		if len(whole) > len(in) {

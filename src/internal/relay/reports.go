@@ -154,7 +154,8 @@ func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destin
 	var readErr error
 	if counts.Failed+counts.Errored > 0 {
 		// GitLab's default builds directory, to make absolute paths relative.
-		findings, omitted, readErr = r.cfg.GitLab.FailedTests(ctx, p.ProjectID, p.ID, "/builds/"+p.ProjectPath, insights.MaxFindings)
+		findings, omitted, readErr = r.cfg.GitLab.FailedTests(ctx, p.ProjectID, p.ID,
+			insights.Paths{ProjectDir: "/builds/" + p.ProjectPath, ProjectPath: p.ProjectPath}, insights.MaxFindings)
 		if readErr != nil {
 			r.countGitLabError("test_report", readErr)
 		}
@@ -192,8 +193,11 @@ func (r *Relay) publishTestsNow(ctx context.Context, p gitlab.Pipeline, d Destin
 // noteReport puts the report's outcome in its status's history, where the
 // status page and the status command show it.
 func (r *Relay) noteReport(ctx context.Context, statusID string, p gitlab.Pipeline, rep insights.Report, outcome string, err error) {
-	e := store.Entry{Kind: "report", PipelineID: p.ID, State: "FAILED"}
-	if rep.Passed {
+	e := store.Entry{Kind: "report", PipelineID: p.ID, IID: p.IID, State: "FAILED"}
+	switch {
+	case rep.Neutral:
+		e.State = "NO TESTS"
+	case rep.Passed:
 		e.State = "PASSED"
 	}
 	var he *bitbucket.HTTPError
