@@ -91,7 +91,31 @@ CREATE TABLE IF NOT EXISTS skips (commit_sha TEXT NOT NULL, project_path TEXT NO
 	source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, at BIGINT NOT NULL, count INTEGER NOT NULL,
 	PRIMARY KEY (commit_sha, project_path, pipeline_id));
 CREATE INDEX IF NOT EXISTS skips_at ON skips (at);
-CREATE INDEX IF NOT EXISTS skips_commit ON skips (commit_sha COLLATE "C");`
+CREATE INDEX IF NOT EXISTS skips_commit ON skips (commit_sha COLLATE "C");
+CREATE TABLE IF NOT EXISTS pushes (
+	project_path TEXT PRIMARY KEY,
+	repository TEXT NOT NULL,
+	project_id BIGINT NOT NULL DEFAULT 0,
+	refs BYTEA NOT NULL,
+	pushed_at BIGINT NOT NULL,
+	first_pushed_at BIGINT NOT NULL,
+	version BIGINT NOT NULL,
+	pending BOOLEAN NOT NULL,
+	next_attempt_at BIGINT NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	baseline BIGINT NOT NULL DEFAULT 0,
+	baseline_version BIGINT NOT NULL DEFAULT 0,
+	triggered_at BIGINT NOT NULL DEFAULT 0,
+	lease_owner TEXT NOT NULL DEFAULT '',
+	lease_until BIGINT NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	updated_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS push_events (id BIGSERIAL PRIMARY KEY, commit_sha TEXT NOT NULL, project_path TEXT NOT NULL, at BIGINT NOT NULL,
+	kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS push_events_at ON push_events (at);
+CREATE INDEX IF NOT EXISTS pushes_due ON pushes (next_attempt_at) WHERE pending;
+CREATE INDEX IF NOT EXISTS push_events_commit ON push_events (commit_sha COLLATE "C", id);`
 
 // pgIndexes need the columns added after the first release.
 const pgIndexes = `

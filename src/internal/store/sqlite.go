@@ -74,7 +74,31 @@ CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS skips (commit_sha TEXT NOT NULL, project_path TEXT NOT NULL, pipeline_id INTEGER NOT NULL, iid INTEGER NOT NULL,
 	source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, at INTEGER NOT NULL, count INTEGER NOT NULL,
 	PRIMARY KEY (commit_sha, project_path, pipeline_id));
-CREATE INDEX IF NOT EXISTS skips_at ON skips (at);`
+CREATE INDEX IF NOT EXISTS skips_at ON skips (at);
+CREATE TABLE IF NOT EXISTS pushes (
+	project_path TEXT PRIMARY KEY,
+	repository TEXT NOT NULL,
+	project_id INTEGER NOT NULL DEFAULT 0,
+	refs BLOB NOT NULL,
+	pushed_at INTEGER NOT NULL,
+	first_pushed_at INTEGER NOT NULL,
+	version INTEGER NOT NULL,
+	pending INTEGER NOT NULL,
+	next_attempt_at INTEGER NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	baseline INTEGER NOT NULL DEFAULT 0,
+	baseline_version INTEGER NOT NULL DEFAULT 0,
+	triggered_at INTEGER NOT NULL DEFAULT 0,
+	lease_owner TEXT NOT NULL DEFAULT '',
+	lease_until INTEGER NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS push_events (id INTEGER PRIMARY KEY, commit_sha TEXT NOT NULL, project_path TEXT NOT NULL, at INTEGER NOT NULL,
+	kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS push_events_at ON push_events (at);
+CREATE INDEX IF NOT EXISTS pushes_due ON pushes (next_attempt_at) WHERE pending = 1;
+CREATE INDEX IF NOT EXISTS push_events_commit ON push_events (commit_sha, id);`
 
 // sqliteIndexes need the columns added after the first release.
 const sqliteIndexes = `

@@ -273,6 +273,8 @@ type Found struct {
 // Stats is what the metrics show.
 type Stats struct {
 	Pending int
+	// PendingPushes are mirror jobs not done.
+	PendingPushes int
 	// OldestPending is when the oldest pending change was accepted.
 	OldestPending time.Time
 }
@@ -326,6 +328,16 @@ type Store interface {
 	// Find reads statuses and their history; total is how many match, up
 	// to FindCountLimit.
 	Find(ctx context.Context, f Find) (found []Found, total int, err error)
+	// AcceptPush stores a push to Bitbucket durably, merged into its GitLab
+	// project's mirror job.
+	AcceptPush(ctx context.Context, p Push) error
+	// ClaimPushes leases due mirror jobs (Claim's Owner, Lease and Limit).
+	ClaimPushes(ctx context.Context, c Claim) ([]PushJob, error)
+	// FinishPush ends owner's lease on a mirror job with how far it got.
+	FinishPush(ctx context.Context, owner string, job PushJob, o PushOutcome) error
+	// PushEvents reads a pushed commit's history (a full hash or a prefix),
+	// newest first.
+	PushEvents(ctx context.Context, commit string, limit int) ([]PushEvent, error)
 	// NoteSkip records a pipeline received and not reported.
 	NoteSkip(ctx context.Context, s Skip) error
 	// Skips reads what was received for a commit (a full hash or a prefix)
@@ -634,7 +646,8 @@ func prune(ctx context.Context, exec execFunc, d dialect, retention time.Duratio
 		arg   time.Duration
 		count *int
 	}{{prunePostedSQL, retention, &p.Posted}, {pruneAbandonedSQL, retention, &p.Abandoned}, {pruneProjectsSQL, retention, &p.Projects},
-		{pruneHistorySQL, retention, nil}, {pruneSkipsSQL, retention, nil}, {pruneMinutesSQL, minuteKeep, nil}} {
+		{pruneHistorySQL, retention, nil}, {pruneSkipsSQL, retention, nil}, {prunePushesSQL, retention, nil},
+		{prunePushEventsSQL, retention, nil}, {pruneMinutesSQL, minuteKeep, nil}} {
 		res, err := exec(ctx, d.sql(step.query), step.arg.Milliseconds())
 		if err != nil {
 			return p, err
@@ -723,8 +736,11 @@ func queryProjects(ctx context.Context, db *sql.DB) ([]Project, error) {
 func queryStats(ctx context.Context, db *sql.DB, d dialect) (Stats, error) {
 	var st Stats
 	var oldest sql.NullInt64
-	err := db.QueryRowContext(ctx, d.sql(statsSQL)).Scan(&st.Pending, &oldest)
+	if err := db.QueryRowContext(ctx, d.sql(statsSQL)).Scan(&st.Pending, &oldest); err != nil {
+		return st, err
+	}
 	st.OldestPending = fromMS(oldest.Int64)
+	err := db.QueryRowContext(ctx, d.sql(pushPendingCountSQL)).Scan(&st.PendingPushes)
 	return st, err
 }
 
