@@ -1,6 +1,7 @@
 package gitlab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -204,13 +205,30 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) (str
 // open sends GET /api/v4/<path>: a 2xx answer for the caller to read and
 // close, or an *APIError.
 func (c *Client) open(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	return c.send(ctx, http.MethodGet, path, q, nil)
+}
+
+// send sends method /api/v4/<path> with body (JSON, or none when nil): a
+// 2xx answer for the caller to read and close, or an *APIError.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
 	u := strings.TrimRight(c.BaseURL, "/") + "/api/v4/" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	var payload io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		payload = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, payload)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("PRIVATE-TOKEN", c.Token)
 	req.Header.Set("Accept", "application/json")
@@ -229,13 +247,13 @@ func (c *Client) open(ctx context.Context, path string, q url.Values) (*http.Res
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	e := &APIError{Method: http.MethodGet, URL: u, StatusCode: resp.StatusCode}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	e := &APIError{Method: method, URL: u, StatusCode: resp.StatusCode}
 	var doc struct {
 		Message any    `json:"message"`
 		Error   string `json:"error"`
 	}
-	if json.Unmarshal(body, &doc) == nil {
+	if json.Unmarshal(answer, &doc) == nil {
 		e.Message = strings.TrimSpace(fmt.Sprint(firstNonNil(doc.Message, doc.Error)))
 	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {

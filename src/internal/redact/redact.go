@@ -83,7 +83,13 @@ func credentialLike(v string) bool {
 func Shapes(text string) string {
 	lower := strings.ToLower(text)
 	if strings.Contains(text, "@") && strings.Contains(text, "://") {
-		text = userinfo.ReplaceAllString(text, "$1:"+Placeholder+"@")
+		text = userinfo.ReplaceAllStringFunc(text, func(m string) string {
+			parts := userinfo.FindStringSubmatch(m)
+			if strings.Trim(parts[2], "*") == "" {
+				return m // masked already, as GitLab shows a mirror's URL
+			}
+			return parts[1] + ":" + Placeholder + "@"
+		})
 	}
 	for _, hint := range []string{"auth", "token", "key", "secret"} {
 		if strings.Contains(lower, hint) {

@@ -47,6 +47,7 @@ func TestShapes(t *testing.T) {
 		"GET /api/v4/projects/1/mirror/pull?private_token=glpat-secret999 HTTP": "GET /api/v4/projects/1/mirror/pull?private_token=[REDACTED] HTTP",
 		"cloning https://x-token-auth:ATCTT3xFfGN0abc123@bitbucket.org/a/b.git": "cloning https://x-token-auth:[REDACTED]@bitbucket.org/a/b.git",
 		"postgres://relay:s3cret-pw@db:5432/relay":                              "postgres://relay:[REDACTED]@db:5432/relay",
+		"https://*****:*****@bitbucket.org/acme/x.git":                          "https://*****:*****@bitbucket.org/acme/x.git",
 		"client_secret=abcd1234efgh&grant_type=client_credentials":              "client_secret=[REDACTED]&grant_type=client_credentials",
 		// Sentences that name a credential keep their words.
 		"Authorization: (none: no credential is set)":                  "Authorization: (none: no credential is set)",
