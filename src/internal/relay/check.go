@@ -2,12 +2,15 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 )
 
 // Check makes one read-only request per route (and one to GitLab, with
@@ -53,6 +56,61 @@ func (r *Relay) Check(ctx context.Context, w io.Writer) int {
 	}
 	if _, ok := r.cfg.Credentials[DefaultCredential]; ok {
 		fmt.Fprintf(w, "note: the default route (group/project = workspace/repository) is checked by its first post: its repositories are not known in advance\n")
+	}
+	if r.cfg.PushSecret != "" {
+		failed += r.checkPushes(ctx, w)
+	}
+	return failed
+}
+
+// checkPushes checks, without starting anything, that a push can start
+// the mirrors: the token's api scope, and for each route with an exact
+// project path, that the project is a pull mirror whose settings the token
+// may read (the Maintainer role).
+func (r *Relay) checkPushes(ctx context.Context, w io.Writer) int {
+	failed := 0
+	gl := r.cfg.GitLab
+	tok, err := gl.Self(ctx)
+	switch {
+	case err != nil:
+		failed++
+		fmt.Fprintf(w, "FAILED: GITLAB_TOKEN's scopes (GET /personal_access_tokens/self): %v\n", err)
+	case !slices.Contains(tok.Scopes, "api"):
+		failed++
+		fmt.Fprintf(w, "FAILED: GITLAB_TOKEN has the scopes %s, not api: a push starts GitLab's pull mirror (POST /projects/:id/mirror/pull), "+
+			"which needs the api scope: give the relay a token with api (and the Maintainer role on the projects)\n", strings.Join(tok.Scopes, ", "))
+	default:
+		fmt.Fprintf(w, "ok: GITLAB_TOKEN has the api scope: pushes can start pull mirrors\n")
+	}
+	for _, rt := range r.cfg.routes {
+		if rt.Skip || strings.Contains(rt.Project, "*") {
+			continue
+		}
+		what := fmt.Sprintf("route %d (%s)", rt.index, rt.Project)
+		id, err := gl.ProjectID(ctx, rt.Project)
+		if err != nil {
+			failed++
+			fmt.Fprintf(w, "FAILED: %s: the GitLab project: %v\n", what, err)
+			continue
+		}
+		m, err := gl.PullMirror(ctx, id)
+		var ae *gitlab.APIError
+		switch {
+		case errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest:
+			failed++
+			fmt.Fprintf(w, "FAILED: %s: the project is not a pull mirror (%s): a push to its repository starts nothing; set it up "+
+				"(bitbucket-status-relay connect)\n", what, ae.Message)
+		case errors.As(err, &ae) && (ae.StatusCode == http.StatusForbidden || ae.StatusCode == http.StatusUnauthorized):
+			failed++
+			fmt.Fprintf(w, "FAILED: %s: GITLAB_TOKEN may not read the project's mirror (%d): it needs the Maintainer role to start it\n",
+				what, ae.StatusCode)
+		case err != nil:
+			failed++
+			fmt.Fprintf(w, "FAILED: %s: the project's pull mirror: %v\n", what, err)
+		default:
+			fmt.Fprintf(w, "ok: %s: GITLAB_TOKEN can start the pull mirror of %s (from %s; last update %s)\n", what, rt.Project, r.clean(m.URL),
+				m.UpdateStatus)
+		}
 	}
 	return failed
 }

@@ -38,6 +38,8 @@ type Env struct {
 	ReadBudget       int64  `env:"BITBUCKET_RELAY_READ_BUDGET, default=33554432" help:"Bytes of webhook bodies over 256 KiB read at once over all requests, and read per second (32 MiB), beside 8 MiB kept for smaller bodies; past it a request gets 503 with Retry-After. Bounds the memory and CPU that bodies read to check a signature can take."`
 	MirrorWorkspaces string `env:"BITBUCKET_RELAY_MIRROR_WORKSPACES" help:"With GITLAB_TOKEN: the Bitbucket Cloud workspaces (space- or comma-separated) a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
 	MirrorProjects   string `env:"BITBUCKET_RELAY_MIRROR_PROJECTS" help:"With GITLAB_TOKEN and BITBUCKET_SERVER_URL: the Data Center project keys a project's pull mirror may lead the BITBUCKET_* credential to. Empty: mirrors are not followed."`
+	PushSecret       string `env:"BITBUCKET_RELAY_PUSH_SECRET" help:"Turns on POST /bitbucket: Bitbucket push webhooks (Cloud repo:push, Data Center repo:refs_changed) signed with this secret (X-Hub-Signature: sha256=...) start the pull mirror of each GitLab project the repository maps to, at once. Needs GITLAB_URL and GITLAB_TOKEN with the api scope and the Maintainer role on those projects."`
+	MirrorInterval   string `env:"BITBUCKET_RELAY_MIRROR_INTERVAL, default=5m" help:"GitLab's pull mirroring interval (Admin > Settings > Repository, pull_mirror_interval_seconds; 5 minutes by default): an update asked within it of the last one is deferred to its end, and the relay waits that long before looking again."`
 	StatusToken      string `env:"BITBUCKET_RELAY_STATUS_TOKEN" help:"Turns on the status page (GET /status): a browser gives it as the password of HTTP Basic, with any user name. Not the webhook's token. Unset: /status answers 404."`
 	TestReports      string `env:"BITBUCKET_RELAY_TEST_REPORTS, default=true" help:"With GITLAB_TOKEN: when a pipeline ends, read its test summary (one GitLab request) for Data Center's testResults and publish a Code Insights test report with its failed tests; false turns it off (a route's test_reports: false, for its projects)."`
 	VerifyPerHour    int    `env:"BITBUCKET_RELAY_VERIFY_PER_HOUR, default=100" help:"With GITLAB_TOKEN: how many statuses per credential and hour the sweep reads back from Bitbucket, to post again one that shows something else; 0 turns it off. Counts against Bitbucket Cloud's 1,000 requests an hour."`
@@ -87,7 +89,13 @@ type Config struct {
 	TestReports bool
 	// StatusToken guards the status page; empty: no page.
 	StatusToken string
-	GitLab      *gitlab.Client // nil without GITLAB_TOKEN
+	// PushSecret signs Bitbucket's push webhooks; empty: no POST /bitbucket.
+	PushSecret string
+	// MirrorInterval is GitLab's pull mirroring interval; mirrorPoll, how
+	// soon a mirror job looks again at an update in progress.
+	MirrorInterval time.Duration
+	mirrorPoll     time.Duration
+	GitLab     *gitlab.Client // nil without GITLAB_TOKEN
 	// Credentials by name; "default" is the BITBUCKET_* variables' (absent
 	// when they are not set).
 	Credentials map[string]bitbucket.Auth
@@ -149,7 +157,7 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	c := &Config{Listen: e.Listen, WebhookToken: strings.TrimSpace(e.WebhookToken), Data: e.Data, Workers: e.Workers, MaxBody: e.MaxBody,
 		DatabaseURL: strings.TrimSpace(e.DatabaseURL), Credentials: map[string]bitbucket.Auth{}, ReadBudget: e.ReadBudget,
 		VerifyPerHour: e.VerifyPerHour, mirrorAllowed: map[string]mirrorAllowList{}, credentialFrom: map[string]string{}, lease: defaultLease,
-		confirmAfter: defaultConfirmAfter}
+		confirmAfter: defaultConfirmAfter, mirrorPoll: defaultMirrorPoll}
 	if c.DatabaseURL != "" {
 		u, err := url.Parse(c.DatabaseURL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
@@ -182,7 +190,25 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 		}
 		c.Secrets = append(c.Secrets, c.StatusToken)
 	}
+	if c.PushSecret = strings.TrimSpace(e.PushSecret); c.PushSecret != "" {
+		switch {
+		case e.GitLabToken == "" || e.GitLabURL == "":
+			return nil, errors.New("BITBUCKET_RELAY_PUSH_SECRET is set, but a push starts GitLab's pull mirror, which needs GITLAB_URL and " +
+				"GITLAB_TOKEN (the api scope, the Maintainer role on the projects): set them, or unset BITBUCKET_RELAY_PUSH_SECRET")
+		case len(c.PushSecret) < 16:
+			return nil, errors.New("BITBUCKET_RELAY_PUSH_SECRET is shorter than 16 characters: use a long random one (openssl rand -hex 24), " +
+				"the Bitbucket webhook's secret")
+		case len(c.PushSecret) > 128:
+			return nil, errors.New("BITBUCKET_RELAY_PUSH_SECRET is longer than 128 characters, the most Bitbucket Cloud takes for a webhook's secret")
+		case c.PushSecret == c.WebhookToken || c.PushSecret == c.StatusToken || c.PushSecret == strings.TrimSpace(e.SigningToken):
+			return nil, errors.New("BITBUCKET_RELAY_PUSH_SECRET is another of the relay's tokens: give Bitbucket's webhook a secret of its own")
+		}
+		c.Secrets = append(c.Secrets, c.PushSecret)
+	}
 	var err error
+	if c.MirrorInterval, err = time.ParseDuration(e.MirrorInterval); err != nil || c.MirrorInterval < 0 {
+		return nil, fmt.Errorf("BITBUCKET_RELAY_MIRROR_INTERVAL is %q: use GitLab's pull mirroring interval as a duration, such as 5m", e.MirrorInterval)
+	}
 	if c.Sweep, err = time.ParseDuration(e.Sweep); err != nil || c.Sweep < 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_SWEEP_INTERVAL is %q: use a duration such as 10m, or 0 to turn the sweep off", e.Sweep)
 	}

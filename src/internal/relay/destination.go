@@ -80,7 +80,7 @@ func (r *Relay) routeOf(ctx context.Context, p gitlab.Pipeline) (Destination, er
 		return Destination{}, childSkipped(p, "no route with child_pipelines: own_status matches "+p.ProjectPath)
 	}
 	if r.cfg.GitLab != nil && p.ProjectID > 0 && r.cfg.followsMirrors() {
-		if d, ok, err := r.mirrorDestination(ctx, p.ProjectID); err != nil {
+		if d, ok, err := r.mirrorDestination(ctx, p.ProjectID, p.ProjectPath); err != nil {
 			return Destination{}, err
 		} else if ok {
 			return d, nil
@@ -210,7 +210,7 @@ const mirrorTTL = time.Hour
 // credential's mirror_workspaces (Cloud) or mirror_projects (Data Center)
 // name it: anyone who can create a project in the group can point its
 // mirror anywhere, and the platform's credential must not follow.
-func (r *Relay) mirrorDestination(ctx context.Context, projectID int64) (Destination, bool, error) {
+func (r *Relay) mirrorDestination(ctx context.Context, projectID int64, path string) (Destination, bool, error) {
 	r.mirrorMu.Lock()
 	m, ok := r.mirrors[projectID]
 	r.mirrorMu.Unlock()
@@ -225,7 +225,7 @@ func (r *Relay) mirrorDestination(ctx context.Context, projectID int64) (Destina
 			// only): no mirror to follow; the default route decides.
 			r.log.Info("no mirror URL from GitLab", "project_id", projectID, "reason", err.Error())
 		}
-		m = mirrorEntry{url: u, fetched: time.Now()}
+		m = mirrorEntry{path: path, url: u, fetched: time.Now()}
 		r.mirrorMu.Lock()
 		r.mirrors[projectID] = m
 		r.mirrorMu.Unlock()

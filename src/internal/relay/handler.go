@@ -27,6 +27,9 @@ func (r *Relay) Handler() http.Handler {
 		// Off unless configured: without the token these paths are 404.
 		r.statusPages(mux)
 	}
+	if r.cfg.PushSecret != "" {
+		mux.HandleFunc("POST /bitbucket", r.push)
+	}
 	return mux
 }
 

@@ -125,7 +125,16 @@ func startRelay(t *testing.T, env map[string]string, st store.Store, adjust func
 	tr := &testRelay{Relay: New(cfg, st, Options{Version: "test", Log: log}), log: log, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.cancel = cancel
-	go func() { defer close(tr.done); tr.Work(ctx) }()
+	go func() {
+		defer close(tr.done)
+		var mirrors sync.WaitGroup
+		if cfg.PushSecret != "" {
+			mirrors.Add(1)
+			go func() { defer mirrors.Done(); tr.MirrorWork(ctx) }()
+		}
+		tr.Work(ctx)
+		mirrors.Wait()
+	}()
 	t.Cleanup(tr.stop)
 	return tr
 }

@@ -26,6 +26,10 @@ type metrics struct {
 	pruned       *prometheus.CounterVec
 	reports      *prometheus.CounterVec
 	logins       *prometheus.CounterVec
+	// The first mile: pushes received, mirror starts, mirror updates after
+	// a push, and the time from a push to GitLab being asked.
+	pushes, mirrorStarts, mirrorUpdates *prometheus.CounterVec
+	pushToStart                         prometheus.Histogram
 }
 
 func newMetrics(st store.Store, servers *serverGates) *metrics {
@@ -53,6 +57,16 @@ func newMetrics(st store.Store, servers *serverGates) *metrics {
 			Help: "Rows deleted past BITBUCKET_RELAY_RETENTION, by kind (posted, abandoned, project)."}, []string{"kind"}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_test_reports_total",
 			Help: "Test reports published to Bitbucket, by outcome (published, partial: without the failed tests, failed, paused, dropped)."}, []string{"outcome"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_pushes_total",
+			Help: "Bitbucket push webhooks (POST /bitbucket), by result (accepted, no_project, ignored, ping, unauthorized, bad_request, too_large, busy, store_error)."},
+			[]string{"result"}),
+		mirrorStarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_mirror_starts_total",
+			Help: "Pull mirror updates the relay asked GitLab for after a push, by result (started, paused, not_mirrored, no_project, refused, error)."},
+			[]string{"result"}),
+		mirrorUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_mirror_updates_total",
+			Help: "Pull mirror updates that ran after a push, by result (finished, failed, timed_out: none ran)."}, []string{"result"}),
+		pushToStart: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bitbucket_relay_push_to_start_seconds",
+			Help: "Time from a push's arrival to the relay asking GitLab to update the mirror.", Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bitbucket_relay_status_logins_total",
 			Help: "Requests to the status page with a password, by outcome (accepted, refused: a wrong password)."}, []string{"outcome"}),
 	}
@@ -72,7 +86,8 @@ func newMetrics(st store.Store, servers *serverGates) *metrics {
 		}
 		return time.Since(s.OldestPending).Seconds()
 	})
-	m.registry.MustRegister(m.events, m.posts, m.latency, m.skipped, m.sweeps, m.gitlabErrors, m.verified, m.pruned, m.reports, m.logins, pending, oldest,
+	m.registry.MustRegister(m.events, m.posts, m.latency, m.skipped, m.sweeps, m.gitlabErrors, m.verified, m.pruned, m.reports, m.logins, m.pushes, m.mirrorStarts,
+		m.mirrorUpdates, m.pushToStart, pending, oldest,
 		&serverCollector{servers: servers})
 	return m
 }

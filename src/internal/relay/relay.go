@@ -42,8 +42,9 @@ type Relay struct {
 	metrics *metrics
 	// owner names this process's leases.
 	owner string
-	// wake tells the worker that work was accepted.
-	wake chan struct{}
+	// wake tells the worker that work was accepted; mirrorWake, the mirror
+	// worker that a push was.
+	wake, mirrorWake chan struct{}
 	// ready is false while starting and once shutting down.
 	ready atomic.Bool
 	// servers limits the posts in flight per Bitbucket server and breaks
@@ -92,6 +93,9 @@ type Relay struct {
 }
 
 type mirrorEntry struct {
+	// path is the project's, for a push to find the projects that mirror
+	// a repository.
+	path    string
 	url     string
 	fetched time.Time
 }
@@ -139,7 +143,7 @@ func New(cfg *Config, st store.Store, o Options) *Relay {
 		}
 	}
 	r := &Relay{cfg: cfg, store: st, clients: map[string]*bitbucket.Client{}, log: logger, owner: newOwner(),
-		wake: make(chan struct{}, 1), mirrors: map[int64]mirrorEntry{}, pauses: map[string]pause{}, triggers: map[int64]string{},
+		wake: make(chan struct{}, 1), mirrorWake: make(chan struct{}, 1), mirrors: map[int64]mirrorEntry{}, pauses: map[string]pause{}, triggers: map[int64]string{},
 		verify: map[string]*tokenBucket{}, bodies: newReadBudget(smallBodyBudget, cfg.ReadBudget),
 		refusals: sampler{interval: 10 * time.Second}, readyLog: sampler{interval: 10 * time.Second},
 		logins: sampler{interval: 10 * time.Second}, secrets: secrets}
@@ -180,6 +184,9 @@ type work struct {
 	Pipeline   gitlab.Pipeline `json:"pipeline"`
 	Dest       Destination     `json:"destination"`
 	Unresolved bool            `json:"unresolved,omitempty"`
+	// Mirror, when set, is a pull mirror that could not fetch the commit:
+	// it posts that, not the pipeline (there is none yet).
+	Mirror *mirrorFailure `json:"mirror,omitempty"`
 }
 
 // clean makes a text that came from a server (an error body) fit to

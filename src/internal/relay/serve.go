@@ -29,6 +29,10 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer background.Done(); r.Work(workCtx) }()
 	background.Add(1)
 	go func() { defer background.Done(); r.Maintain(workCtx) }()
+	if r.cfg.PushSecret != "" {
+		background.Add(1)
+		go func() { defer background.Done(); r.MirrorWork(workCtx) }()
+	}
 	if r.cfg.GitLab != nil && r.cfg.Sweep > 0 {
 		background.Add(1)
 		go func() { defer background.Done(); r.Sweep(workCtx, r.cfg.Sweep) }()
@@ -37,7 +41,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { served <- srv.Serve(ln) }()
 	r.ready.Store(true)
 	r.log.Info("listening", "address", ln.Addr().String(), "workers", r.cfg.Workers, "gitlab", r.cfg.GitLab != nil,
-		"sweep", r.cfg.Sweep.String(), "routes", len(r.cfg.routes))
+		"sweep", r.cfg.Sweep.String(), "routes", len(r.cfg.routes), "pushes", r.cfg.PushSecret != "")
 
 	var err error
 	select {

@@ -206,10 +206,13 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 		r.metrics.posts.WithLabelValues("paused", "none").Inc()
 		return store.Outcome{RetryAt: until, NotAttempted: true, Error: errPaused}, serverUntried, attrs
 	}
-	if r.cfg.GitLab != nil {
+	if r.cfg.GitLab != nil && w.Mirror == nil {
 		p = r.reread(ctx, p)
 	}
 	s, err := r.statusOf(p, d)
+	if w.Mirror != nil {
+		s, err = r.mirrorStatus(w)
+	}
 	if err != nil {
 		r.metrics.posts.WithLabelValues("dropped", "none").Inc()
 		return store.Outcome{Done: true, Error: err.Error()}, serverUntried, attrs
@@ -217,7 +220,7 @@ func (r *Relay) attempt(ctx context.Context, row store.Row) (store.Outcome, serv
 	if s.URL != p.URL {
 		attrs = append(attrs, "link", s.URL, "link_refused", r.linkProblem(p.URL, d).Error())
 	}
-	wantsTests := r.wantsTests(p, d, s)
+	wantsTests := w.Mirror == nil && r.wantsTests(p, d, s)
 	var tests *testSummary
 	if wantsTests && d.DataCenter != nil {
 		// Data Center shows the counts on the status itself: they are read

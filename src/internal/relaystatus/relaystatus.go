@@ -167,6 +167,20 @@ type Result struct {
 	// Skipped are the pipelines of a commit the relay received and did not
 	// report, and why.
 	Skipped []Skipped `json:"skipped"`
+	// Pushes are what became of a commit's push to Bitbucket (the first
+	// mile: the push received, GitLab's mirror asked, its update), newest
+	// first.
+	Pushes []Push `json:"pushes"`
+}
+
+// Push is a line of a pushed commit's history.
+type Push struct {
+	At      time.Time `json:"at"`
+	Project string    `json:"project"`
+	// Kind is "push", "mirror" (GitLab asked to update the mirror),
+	// "update" (it fetched) or "failed".
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
 }
 
 // Status is one status found.
@@ -250,7 +264,7 @@ var ErrQuery = errors.New("search for a commit (7 to 64 hex digits), a GitLab pr
 // counts from 1 (a project's statuses come PageSize at a time).
 func Search(ctx context.Context, st store.Store, query string, page int, now time.Time, local *Local) (Result, error) {
 	query = strings.TrimSpace(query)
-	r := Result{Query: query, Page: max(page, 1), Statuses: []Status{}, Skipped: []Skipped{}}
+	r := Result{Query: query, Page: max(page, 1), Statuses: []Status{}, Skipped: []Skipped{}, Pushes: []Push{}}
 	kind, value := Read(query)
 	if kind == "" {
 		return r, ErrQuery
@@ -282,6 +296,13 @@ func Search(ctx context.Context, st store.Store, query string, page int, now tim
 		for _, sk := range skips {
 			r.Skipped = append(r.Skipped, Skipped{Project: text(sk.ProjectPath), Pipeline: sk.PipelineID, PipelineIID: sk.IID, Source: text(sk.Source),
 				Reason: text(sk.Reason), Detail: text(sk.Detail), At: sk.At.UTC(), Events: sk.Count})
+		}
+		pushes, err := st.PushEvents(ctx, value, skipsShown)
+		if err != nil {
+			return r, err
+		}
+		for _, e := range pushes {
+			r.Pushes = append(r.Pushes, Push{At: e.At.UTC(), Project: text(e.ProjectPath), Kind: e.Kind, Detail: text(e.Detail)})
 		}
 	}
 	return r, nil

@@ -371,6 +371,10 @@ func TestJSONShape(t *testing.T) {
 	if err := st.NoteSkip(ctx, store.Skip{Commit: sha, ProjectPath: "acme/widgets", PipelineID: 9, Reason: "child_pipeline"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.AcceptPush(ctx, store.Push{ProjectPath: "acme/widgets", Repository: "bitbucket.org/acme/widgets",
+		Refs: []store.PushedRef{{Ref: "refs/heads/main", Commit: sha}}}); err != nil {
+		t.Fatal(err)
+	}
 	berlin := time.FixedZone("CET", 3600)
 	now := time.Now().In(berlin)
 	o, _ := ReadOverview(ctx, st, now, nil)
@@ -414,7 +418,7 @@ func TestJSONShape(t *testing.T) {
 	if got := keys(o); got != overviewKeys {
 		t.Errorf("overview keys:\n got %s\nwant %s", got, overviewKeys)
 	}
-	const resultKeys = "kind page pages query skipped skipped.[].at skipped.[].detail skipped.[].events skipped.[].pipeline " +
+	const resultKeys = "kind page pages pushes pushes.[].at pushes.[].detail pushes.[].kind pushes.[].project query skipped skipped.[].at skipped.[].detail skipped.[].events skipped.[].pipeline " +
 		"skipped.[].pipeline_iid skipped.[].project skipped.[].reason skipped.[].source statuses statuses.[].attempts statuses.[].commit " +
 		"statuses.[].credential statuses.[].description statuses.[].failed statuses.[].gitlab_status statuses.[].history " +
 		"statuses.[].history.[].at statuses.[].history.[].code statuses.[].history.[].detail statuses.[].history.[].kind " +
@@ -427,7 +431,8 @@ func TestJSONShape(t *testing.T) {
 	}
 	var js bytes.Buffer
 	_ = WriteJSON(&js, empty)
-	if !strings.Contains(js.String(), `"statuses": []`) || !strings.Contains(js.String(), `"skipped": []`) || strings.Contains(js.String(), "null") {
+	if !strings.Contains(js.String(), `"statuses": []`) || !strings.Contains(js.String(), `"skipped": []`) ||
+		!strings.Contains(js.String(), `"pushes": []`) || strings.Contains(js.String(), "null") {
 		t.Errorf("an empty answer has null lists:\n%s", js.String())
 	}
 	js.Reset()

@@ -115,12 +115,16 @@ func (o Overview) WriteText(w io.Writer) error {
 func (r Result) WriteText(w io.Writer, now time.Time) error {
 	if r.Total == 0 {
 		fmt.Fprintf(w, "No status for %s %s: ", r.Kind, r.Value)
-		if len(r.Skipped) == 0 {
+		switch {
+		case len(r.Skipped) == 0 && len(r.Pushes) > 0:
+			fmt.Fprintln(w, "no pipeline of it reached the relay yet; its push did (below).")
+		case len(r.Skipped) == 0:
 			_, err := fmt.Fprintln(w, "the relay received nothing for it that it reports, or the status was pruned "+
 				"(its log says why a pipeline is not reported: \"pipeline not reported\").")
 			return err
+		default:
+			fmt.Fprintln(w, "every pipeline received for it was not reported, for the reasons below.")
 		}
-		fmt.Fprintln(w, "every pipeline received for it was not reported, for the reasons below.")
 	} else {
 		fmt.Fprintf(w, "%s status(es) for %s %s", r.count(), r.Kind, r.Value)
 		if r.Pages > 1 {
@@ -140,6 +144,13 @@ func (r Result) WriteText(w io.Writer, now time.Time) error {
 		}
 		for _, e := range s.History {
 			fmt.Fprintf(w, "  %s  %s\n", e.At.UTC().Format("2006-01-02 15:04:05"), entryText(e))
+		}
+	}
+	if len(r.Pushes) > 0 {
+		fmt.Fprintln(w, "\nFrom push to pipeline:")
+		for i := len(r.Pushes) - 1; i >= 0; i-- {
+			e := r.Pushes[i]
+			fmt.Fprintf(w, "  %s  %-6s %s: %s\n", e.At.UTC().Format("2006-01-02 15:04:05"), e.Kind, e.Project, e.Detail)
 		}
 	}
 	if len(r.Skipped) > 0 {
