@@ -53,7 +53,7 @@ type Mirror struct {
 	URL     string
 	Enabled bool
 	// UpdateStatus: none, scheduled, started, finished, failed.
-	UpdateStatus                                             string
+	UpdateStatus                                              string
 	LastUpdateStartedAt, LastUpdateAt, LastSuccessfulUpdateAt time.Time
 	LastError                                                 string
 	// Failures in a row; past 14 the mirror is paused ("hard failed").

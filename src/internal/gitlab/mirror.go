@@ -15,7 +15,7 @@ type Mirror struct {
 	// URL is the repository it pulls from, credentials masked.
 	URL string
 	// UpdateStatus is none, scheduled, started, finished or failed.
-	UpdateStatus                                             string
+	UpdateStatus                                              string
 	LastUpdateStartedAt, LastUpdateAt, LastSuccessfulUpdateAt time.Time
 	// LastError is the last failed update's message (git's, possibly with
 	// a URL).

@@ -95,7 +95,7 @@ type Config struct {
 	// soon a mirror job looks again at an update in progress.
 	MirrorInterval time.Duration
 	mirrorPoll     time.Duration
-	GitLab     *gitlab.Client // nil without GITLAB_TOKEN
+	GitLab         *gitlab.Client // nil without GITLAB_TOKEN
 	// Credentials by name; "default" is the BITBUCKET_* variables' (absent
 	// when they are not set).
 	Credentials map[string]bitbucket.Auth
