@@ -12,6 +12,8 @@
 //	                                                     forged signature), answered 401 or 503
 //	relay-load fill -data DIR -statuses 100000 -rounds 10 a store filled for the status page's timing
 //	                                                     (-database URL: PostgreSQL)
+//	relay-load gitlab -addr-file F -repos 20             a GitLab stand-in with 20 pull mirrors (bench/repo-N)
+//	relay-load pushes -url U -rate 200 -repos 20         signed Bitbucket Cloud pushes to POST /bitbucket
 package main
 
 import (
@@ -36,7 +38,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: relay-load noop|send|pipelines|flood|fill [flags]")
+		log.Fatal("usage: relay-load noop|send|pipelines|flood|fill|gitlab|pushes [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	target := fs.String("url", "", "the webhook URL, or several separated by commas, used in turn (loopback only)")
@@ -57,6 +59,11 @@ func main() {
 	data := fs.String("data", "", "fill: the embedded store's directory")
 	database := fs.String("database", "", "fill: a PostgreSQL store's URL instead")
 	rounds := fs.Int("rounds", 10, "fill: events per status (each a history entry)")
+	repos := fs.Int("repos", 20, "gitlab, pushes: repositories (bench/repo-N)")
+	pushSecret := fs.String("push-secret", os.Getenv("BENCH_PUSH_SECRET"), "pushes: the relay's BITBUCKET_RELAY_PUSH_SECRET")
+	pushPayload := fs.String("push-payload", "src/internal/pushhook/testdata/cloud-repo-push.json", "pushes: the repo:push the requests are made from")
+	gitlabToken := fs.String("gitlab-token", os.Getenv("BENCH_GITLAB_TOKEN"), "gitlab: the PRIVATE-TOKEN it takes")
+	interval := fs.Duration("interval", 5*time.Minute, "gitlab: the pull mirroring interval")
 	_ = fs.Parse(os.Args[2:])
 	if *duration > 2*time.Minute {
 		*duration = 2 * time.Minute
@@ -67,6 +74,9 @@ func main() {
 		return
 	case "fill":
 		fill(*data, *database, *statuses, *rounds)
+		return
+	case "gitlab":
+		serveGitLab(*listen, *addrFile, *gitlabToken, *repos, *interval)
 		return
 	}
 	urls := strings.Split(*target, ",")
@@ -96,6 +106,9 @@ func main() {
 		fmt.Println(string(out))
 	case "pipelines":
 		c.pipelines(g, *count)
+	case "pushes":
+		out, _ := json.Marshal(c.pushes(newPushGenerator(*pushPayload, *repos), *pushSecret, max(*rate, 1), *duration))
+		fmt.Println(string(out))
 	case "flood":
 		out, _ := json.Marshal(c.flood(c.key, *strangers, *strangerBody, *duration))
 		fmt.Println(string(out))

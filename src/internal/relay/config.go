@@ -209,6 +209,11 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 	if c.MirrorInterval, err = time.ParseDuration(e.MirrorInterval); err != nil || c.MirrorInterval < 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_MIRROR_INTERVAL is %q: use GitLab's pull mirroring interval as a duration, such as 5m", e.MirrorInterval)
 	}
+	if quarter := c.MirrorInterval / 4; quarter > 0 && quarter < c.mirrorPoll {
+		// An instance that mirrors more often than every 20 s is looked at
+		// as often: an update there ends sooner.
+		c.mirrorPoll = max(quarter, 100*time.Millisecond)
+	}
 	if c.Sweep, err = time.ParseDuration(e.Sweep); err != nil || c.Sweep < 0 {
 		return nil, fmt.Errorf("BITBUCKET_RELAY_SWEEP_INTERVAL is %q: use a duration such as 10m, or 0 to turn the sweep off", e.Sweep)
 	}

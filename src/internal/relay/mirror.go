@@ -38,7 +38,12 @@ func (r *Relay) MirrorWork(ctx context.Context) {
 	defer ticker.Stop()
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	var warmed time.Time
 	for ctx.Err() == nil {
+		if r.cfg.followsMirrors() && time.Since(warmed) > mirrorTTL {
+			warmed = time.Now()
+			r.warmMirrors(ctx)
+		}
 		jobs, err := r.store.ClaimPushes(ctx, store.Claim{Owner: r.owner, Lease: mirrorLease, Limit: mirrorWorkers})
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("claiming mirror jobs: the store cannot write", "error", err.Error())
@@ -59,6 +64,32 @@ func (r *Relay) MirrorWork(ctx context.Context) {
 		case <-r.mirrorWake:
 		case <-ticker.C:
 		}
+	}
+}
+
+// warmMirrors reads the pull mirror of every project the relay has served
+// that it has not read within the hour, so that a push to a repository
+// only a mirror maps finds its project after a restart too, before any of
+// its pipelines arrives.
+func (r *Relay) warmMirrors(ctx context.Context) {
+	projects, err := r.store.Projects(ctx)
+	if err != nil {
+		r.log.Warn("reading the projects whose mirrors pushes may map to", "error", err.Error())
+		return
+	}
+	for _, p := range projects {
+		r.mirrorMu.Lock()
+		m, ok := r.mirrors[p.ID]
+		r.mirrorMu.Unlock()
+		if ok && time.Since(m.fetched) < mirrorTTL {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Its destination errors (a mirror not allowed) are the
+		// pipelines' to report, not this read's.
+		_, _, _ = r.mirrorDestination(ctx, p.ID, p.Path)
 	}
 }
 
@@ -87,7 +118,8 @@ func (r *Relay) advanceMirror(job store.PushJob) {
 // update later than it is waited for (one update more than needed, at
 // worst, never one less).
 func (r *Relay) mirrorStep(ctx context.Context, job store.PushJob) store.PushOutcome {
-	o := store.PushOutcome{ProjectID: job.ProjectID, Baseline: job.Baseline, BaselineVersion: job.BaselineVersion, Triggered: job.Triggered}
+	o := store.PushOutcome{ProjectID: job.ProjectID, Baseline: job.Baseline, BaselineVersion: job.BaselineVersion, Triggered: job.Triggered,
+		TriggeredSeen: job.TriggeredSeen}
 	gl := r.cfg.GitLab
 	attrs := []any{"project", job.ProjectPath, "repository", job.Repository}
 	retry := func(call string, err error) store.PushOutcome {
@@ -134,9 +166,15 @@ func (r *Relay) mirrorStep(ctx context.Context, job store.PushJob) store.PushOut
 	}
 	if job.BaselineVersion != job.Version {
 		// The first look since the last push.
-		o.Baseline, o.BaselineVersion, o.Triggered = m.LastUpdateStartedAt, job.Version, time.Time{}
+		o.Baseline, o.BaselineVersion = m.LastUpdateStartedAt, job.Version
 	}
 	after := m.LastUpdateStartedAt.After(o.Baseline)
+	// An ask GitLab still holds: no update ended since it (GitLab defers an
+	// ask within its interval to the interval's end, and keeps it). The
+	// update it starts begins after every push received meanwhile, so a
+	// burst of pushes costs one ask. An update that ended since consumed
+	// it, or it was absorbed by one running already: ask again.
+	asked := !o.Triggered.IsZero() && m.LastUpdateAt.Equal(o.TriggeredSeen)
 	switch {
 	case after && m.UpdateStatus == "finished":
 		r.metrics.mirrorUpdates.WithLabelValues("finished").Inc()
@@ -154,7 +192,7 @@ func (r *Relay) mirrorStep(ctx context.Context, job store.PushJob) store.PushOut
 		// absorbs a start asked now: look again when it has ended.
 		o.RetryAt = time.Now().Add(r.cfg.mirrorPoll)
 		return o
-	case !o.Triggered.IsZero() && time.Since(o.Triggered) < mirrorGiveUp:
+	case asked && time.Since(o.Triggered) < mirrorGiveUp:
 		// Asked already: GitLab defers an update asked within its interval
 		// of the last one.
 		o.RetryAt = time.Now().Add(r.cfg.mirrorPoll)
@@ -162,7 +200,7 @@ func (r *Relay) mirrorStep(ctx context.Context, job store.PushJob) store.PushOut
 			o.RetryAt = due.Add(r.cfg.mirrorPoll)
 		}
 		return o
-	case !o.Triggered.IsZero():
+	case asked:
 		r.metrics.mirrorUpdates.WithLabelValues("timed_out").Inc()
 		o.Done = true
 		o.Events = append(o.Events, store.PushEvent{Kind: "failed", Detail: fmt.Sprintf("GitLab ran no update of %s's mirror within %s "+
@@ -188,7 +226,7 @@ func (r *Relay) mirrorStep(ctx context.Context, job store.PushJob) store.PushOut
 	r.metrics.mirrorStarts.WithLabelValues("started").Inc()
 	r.metrics.pushToStart.Observe(time.Since(job.FirstPushedAt).Seconds())
 	r.log.Info("mirror started", append(attrs, "after_push_ms", time.Since(job.FirstPushedAt).Milliseconds())...)
-	o.Triggered = time.Now()
+	o.Triggered, o.TriggeredSeen = time.Now(), m.LastUpdateAt
 	o.RetryAt = time.Now().Add(r.cfg.mirrorPoll)
 	o.Events = append(o.Events, store.PushEvent{Kind: "mirror", Detail: "asked GitLab to update the pull mirror of " + job.ProjectPath})
 	return o
@@ -202,7 +240,7 @@ func (r *Relay) mirrorFailed(ctx context.Context, job store.PushJob, o store.Pus
 	lastError = r.clean(lastError)
 	why := mirrorAdvice(lastError, paused)
 	r.log.Warn("mirror failed", "project", job.ProjectPath, "repository", job.Repository, "advice", why)
-	o.Events = append(o.Events, store.PushEvent{Kind: "failed", Detail: "mirror failed: " + why})
+	o.Events = append(o.Events, store.PushEvent{Kind: "failed", Detail: why})
 	settings := ""
 	if g := r.cfg.GitLab; g != nil {
 		settings = g.BaseURL + "/" + job.ProjectPath + "/-/settings/repository#js-push-remote-settings"

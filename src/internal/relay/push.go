@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,7 +98,7 @@ func (r *Relay) push(w http.ResponseWriter, req *http.Request) {
 		answer(w, http.StatusBadRequest, "not a push payload: "+err.Error())
 		return
 	}
-	attrs := []any{"repository", p.Where(), "refs", len(p.Refs), "request", cmpOr(req.Header.Get("X-Request-UUID"), req.Header.Get("X-Request-Id"))}
+	attrs := []any{"repository", p.Where(), "refs", len(p.Refs), "request", cmp.Or(req.Header.Get("X-Request-UUID"), req.Header.Get("X-Request-Id"))}
 	if len(p.Refs) == 0 {
 		count("ignored")
 		r.log.Info("push received: nothing to fetch", append(attrs, "deleted", p.Deleted)...)
@@ -116,8 +117,11 @@ func (r *Relay) push(w http.ResponseWriter, req *http.Request) {
 	for i, ref := range p.Refs {
 		refs[i] = store.PushedRef{Ref: ref.Ref, Commit: ref.Commit}
 	}
+	wake := false
 	for _, project := range projects {
-		if err := r.store.AcceptPush(req.Context(), store.Push{ProjectPath: project, Repository: p.Where(), Refs: refs}); err != nil {
+		fresh, err := r.store.AcceptPush(req.Context(), store.Push{ProjectPath: project, Repository: p.Where(), Refs: refs})
+		wake = wake || fresh
+		if err != nil {
 			count("store_error")
 			r.log.Error("push not stored", append(attrs, "project", project, "error", err.Error())...)
 			answer(w, http.StatusServiceUnavailable, "not stored; the relay's store is unavailable (Bitbucket sends it again)")
@@ -126,22 +130,19 @@ func (r *Relay) push(w http.ResponseWriter, req *http.Request) {
 	}
 	count("accepted")
 	r.log.Info("push received", append(attrs, "projects", strings.Join(projects, " "), "ms", time.Since(start).Milliseconds())...)
-	r.nudgeMirrors()
+	if wake {
+		// A push that joins a pending job is taken up with it (within 2 s):
+		// waking the worker for each of a burst would only cost the store.
+		r.nudgeMirrors()
+	}
 	answer(w, http.StatusAccepted, "accepted: the pull mirror of "+strings.Join(projects, ", ")+" is to fetch it")
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // pushedProjects are the GitLab projects a Bitbucket repository maps to,
-// the mapping of statuses reversed: routes with an exact project path, the
-// default route (Cloud workspace/repository = GitLab group/project), and
+// the mapping of statuses reversed: routes with an exact project path and
 // projects whose pull mirror the relay has read, where mirror following is
-// allowed. A wildcard route cannot be reversed; nothing is ever guessed:
+// allowed; when neither names the repository, the default route (Cloud
+// workspace/repository = GitLab group/project). A wildcard route cannot be reversed; nothing is ever guessed:
 // each candidate is checked by mapping it forward again.
 func (r *Relay) pushedProjects(p pushhook.Push) []string {
 	var out []string
@@ -160,12 +161,6 @@ func (r *Relay) pushedProjects(p pushhook.Push) []string {
 			add(rt.Project)
 		}
 	}
-	if !p.Repo.DataCenter {
-		candidate := p.Repo.Owner + "/" + p.Repo.Slug
-		if d, ok := r.routeDestination(candidate); ok && sameRepository(d, p.Repo) {
-			add(candidate)
-		}
-	}
 	if r.cfg.followsMirrors() {
 		r.mirrorMu.Lock()
 		for _, m := range r.mirrors {
@@ -177,6 +172,15 @@ func (r *Relay) pushedProjects(p pushhook.Push) []string {
 			}
 		}
 		r.mirrorMu.Unlock()
+	}
+	if len(out) == 0 && !p.Repo.DataCenter {
+		// The default route's project, the same path as the repository's,
+		// only when nothing names the repository: a project a route or a
+		// mirror maps it to is where its pipelines run.
+		candidate := p.Repo.Owner + "/" + p.Repo.Slug
+		if d, ok := r.routeDestination(candidate); ok && sameRepository(d, p.Repo) {
+			add(candidate)
+		}
 	}
 	return out
 }

@@ -30,6 +30,13 @@ type pushRig struct {
 
 func newPushRig(t *testing.T, env map[string]string, gl *fakegitlab.Server) *pushRig {
 	t.Helper()
+	return newPushRigOn(t, env, gl, nil)
+}
+
+// newPushRigOn is newPushRig over a store that holds what an earlier run
+// left (nil: a new one).
+func newPushRigOn(t *testing.T, env map[string]string, gl *fakegitlab.Server, st store.Store) *pushRig {
+	t.Helper()
 	bb := newTestBitbucket(t)
 	ts := httptest.NewServer(gl)
 	t.Cleanup(ts.Close)
@@ -39,7 +46,7 @@ func newPushRig(t *testing.T, env map[string]string, gl *fakegitlab.Server) *pus
 	for k, v := range env {
 		full[k] = v
 	}
-	tr := startRelay(t, full, nil, func(c *Config) { c.mirrorPoll = 50 * time.Millisecond })
+	tr := startRelay(t, full, st, func(c *Config) { c.mirrorPoll = 50 * time.Millisecond })
 	return &pushRig{testRelay: tr, gl: gl, bb: bb, h: tr.Handler()}
 }
 
@@ -182,6 +189,40 @@ func TestABurstOfPushesCostsFewRequests(t *testing.T) {
 	}
 	if most := int(time.Since(pushedAt)/(50*time.Millisecond)) + 4; lookups != 1 || posts > 2 || gets > most {
 		t.Errorf("%d lookups, %d starts, %d looks (at most %d) for a burst of 20 pushes", lookups, posts, gets, most)
+	}
+}
+
+// TestPushesWhileAnAskIsDeferredCostNoOther: GitLab defers an ask made
+// within its interval and keeps it; pushes that arrive meanwhile are
+// covered by the update it starts, and cost no further ask.
+func TestPushesWhileAnAskIsDeferredCostNoOther(t *testing.T) {
+	t.Parallel()
+	// 5 s stands for GitLab's 5 minutes: longer than the burst below.
+	gl := &fakegitlab.Server{Token: "glpat-push", Interval: 5 * time.Second, UpdateTakes: 100 * time.Millisecond}
+	mirror := &fakegitlab.Mirror{URL: "https://bitbucket.org/acme/webapp.git", Enabled: true}
+	gl.AddProject("acme/webapp", true, mirror)
+	rig := newPushRig(t, nil, gl)
+	first := strings.Repeat("1", 40)
+	if code, _ := rig.deliver(pushhook.CloudPush, pushSecret, cloudPush(t, "acme/webapp", first)); code != 202 {
+		t.Fatal(code)
+	}
+	waitFor(t, "the first push fetched", func() bool { return strings.HasSuffix(pushEvents(t, rig.store, first), "update") }, rig.log.String)
+	// Within the interval of that update: the next ask is deferred to its
+	// end; eight pushes follow it, 150 ms apart.
+	var last string
+	for i := range 8 {
+		last = fmt.Sprintf("%040x", 0xd0+i)
+		if code, _ := rig.deliver(pushhook.CloudPush, pushSecret, cloudPush(t, "acme/webapp", last)); code != 202 {
+			t.Fatal(code)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	lastAt := time.Now()
+	waitFor(t, "the last push fetched", func() bool { return strings.HasSuffix(pushEvents(t, rig.store, last), "update") }, rig.log.String)
+	var s fakegitlab.Mirror
+	gl.Lock(func() { s = *mirror })
+	if n := starts(gl); n != 2 || s.Starts != 2 || !s.LastUpdateStartedAt.After(lastAt.Add(-150*time.Millisecond)) {
+		t.Errorf("%d asks (want 2: the first push's, one deferred for the rest); mirror %s; last push at %v", n, s.String(), lastAt)
 	}
 }
 
@@ -370,5 +411,52 @@ func TestAPushWaitsOutAGitLabOutage(t *testing.T) {
 	}
 	if !logHas(rig.log, `"msg":"mirror job waits for GitLab"`) {
 		t.Errorf("the outage is not logged:\n%s", rig.log.String())
+	}
+}
+
+// TestAPushFindsItsMirrorAfterARestart: a project in a subgroup that only
+// its pull mirror maps to a repository (mirror following allowed) is
+// found for a push as soon as the relay starts, before any pipeline of it
+// arrives: the relay reads the mirrors of the projects it served.
+func TestAPushFindsItsMirrorAfterARestart(t *testing.T) {
+	t.Parallel()
+	gl := &fakegitlab.Server{Token: "glpat-push", Interval: time.Minute, UpdateTakes: 100 * time.Millisecond}
+	mirror := &fakegitlab.Mirror{URL: "https://x-token-auth:secret@bitbucket.org/bbws/webapp.git", Enabled: true}
+	p := gl.AddProject("platform/deep/webapp", true, mirror)
+	other := gl.AddProject("platform/deep/elsewhere", true, &fakegitlab.Mirror{URL: "https://bitbucket.org/strangers/webapp.git", Enabled: true})
+	st, err := store.OpenSQLite(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// What an earlier run stored: a status of each project.
+	for i, pr := range []*fakegitlab.Project{p, other} {
+		if _, err := st.Accept(t.Context(), []store.Report{{StatusID: fmt.Sprint("s", i), Credential: "default", Server: "https://api.bitbucket.org/2.0",
+			PipelineID: int64(i + 1), State: "SUCCESSFUL", Final: true, Body: []byte(`{}`), ProjectID: pr.ID, ProjectPath: pr.Path,
+			Commit: strings.Repeat("9", 40), Source: "push"}}, func(*store.Row, store.Report) (store.Decision, string) { return store.Replace, "" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rig := newPushRigOn(t, map[string]string{"BITBUCKET_RELAY_MIRROR_WORKSPACES": "bbws"}, gl, st)
+	commit := strings.Repeat("f", 40)
+	waitFor(t, "the mirrors read", func() bool {
+		n := 0
+		for _, r := range gl.Requests() {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.Path, "/mirror/pull") {
+				n++
+			}
+		}
+		return n == 2
+	}, rig.log.String)
+	if code, text := rig.deliver(pushhook.CloudPush, pushSecret, cloudPush(t, "bbws/webapp", commit)); code != 202 ||
+		text != "accepted: the pull mirror of platform/deep/webapp is to fetch it" {
+		t.Fatalf("%d %s", code, text)
+	}
+	waitFor(t, "the job done", func() bool { return pushEvents(t, rig.store, commit) == "push,mirror,update" }, rig.log.String)
+	// A mirror of a workspace no list allows is not followed: only the
+	// default route's project of the same path is asked.
+	if code, text := rig.deliver(pushhook.CloudPush, pushSecret, cloudPush(t, "strangers/webapp", commit)); code != 202 ||
+		text != "accepted: the pull mirror of strangers/webapp is to fetch it" {
+		t.Errorf("%d %s", code, text)
 	}
 }

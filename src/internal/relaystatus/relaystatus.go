@@ -183,6 +183,22 @@ type Push struct {
 	Detail string `json:"detail"`
 }
 
+// What is the line's kind in words: "push received", "mirror started",
+// "mirror updated", "mirror failed".
+func (p Push) What() string {
+	switch p.Kind {
+	case "push":
+		return "push received"
+	case "mirror":
+		return "mirror started"
+	case "update":
+		return "mirror updated"
+	case "failed":
+		return "mirror failed"
+	}
+	return p.Kind
+}
+
 // Status is one status found.
 type Status struct {
 	ID         string `json:"id"`

@@ -371,7 +371,7 @@ func TestJSONShape(t *testing.T) {
 	if err := st.NoteSkip(ctx, store.Skip{Commit: sha, ProjectPath: "acme/widgets", PipelineID: 9, Reason: "child_pipeline"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AcceptPush(ctx, store.Push{ProjectPath: "acme/widgets", Repository: "bitbucket.org/acme/widgets",
+	if _, err := st.AcceptPush(ctx, store.Push{ProjectPath: "acme/widgets", Repository: "bitbucket.org/acme/widgets",
 		Refs: []store.PushedRef{{Ref: "refs/heads/main", Commit: sha}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -439,5 +439,61 @@ func TestJSONShape(t *testing.T) {
 	_ = WriteJSON(&js, o)
 	if strings.Contains(js.String(), "+01:00") {
 		t.Errorf("a time not in UTC:\n%s", js.String())
+	}
+}
+
+// TestAPushBeforeItsPipeline: a commit whose push reached the relay and
+// whose mirror failed, with no pipeline yet, says so in words on the page
+// and in the text: push received, mirror started, mirror failed.
+func TestAPushBeforeItsPipeline(t *testing.T) {
+	t.Parallel()
+	st := fixture(t)
+	ctx := context.Background()
+	pushed := strings.Repeat("e", 40)
+	if _, err := st.AcceptPush(ctx, store.Push{ProjectPath: "acme/widgets", Repository: "bitbucket.org/acme/widgets",
+		Refs: []store.PushedRef{{Ref: "refs/heads/main", Commit: pushed}}}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := st.ClaimPushes(ctx, store.Claim{Owner: "r1", Lease: time.Minute, Limit: 1})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("%v %v", jobs, err)
+	}
+	for _, o := range []store.PushOutcome{
+		{ProjectID: 7, Events: []store.PushEvent{{Kind: "mirror", Detail: "asked GitLab to update the pull mirror of acme/widgets"}}},
+		{ProjectID: 7, Done: true, Events: []store.PushEvent{{Kind: "failed", Detail: "the mirror's Bitbucket credential was refused"}}},
+	} {
+		if err := st.FinishPush(ctx, "r1", jobs[0], o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	r, err := Search(ctx, st, pushed, 1, now, nil)
+	if err != nil || len(r.Pushes) != 3 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	var text bytes.Buffer
+	_ = r.WriteText(&text, now)
+	for _, want := range []string{"No status for commit " + pushed + ": no pipeline of it reached the relay yet; its push did (below).",
+		"From push to pipeline:",
+		"push received (acme/widgets): pushed refs/heads/main to bitbucket.org/acme/widgets; the mirror of acme/widgets is to fetch it",
+		"mirror started (acme/widgets): asked GitLab to update the pull mirror of acme/widgets",
+		"mirror failed (acme/widgets): the mirror's Bitbucket credential was refused"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	if i, j := strings.Index(text.String(), "push received"), strings.Index(text.String(), "mirror failed"); i > j {
+		t.Errorf("the push is not first:\n%s", text.String())
+	}
+	o, _ := ReadOverview(ctx, st, now, nil)
+	var page bytes.Buffer
+	if err := WriteHTML(&page, o, pushed, &r, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"No pipeline of it reached the relay yet; its push did (below).", "From push to pipeline",
+		`<td data-label="What">push received</td>`, `<td data-label="What">mirror failed</td>`} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
 	}
 }

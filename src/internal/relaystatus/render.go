@@ -150,7 +150,7 @@ func (r Result) WriteText(w io.Writer, now time.Time) error {
 		fmt.Fprintln(w, "\nFrom push to pipeline:")
 		for i := len(r.Pushes) - 1; i >= 0; i-- {
 			e := r.Pushes[i]
-			fmt.Fprintf(w, "  %s  %-6s %s: %s\n", e.At.UTC().Format("2006-01-02 15:04:05"), e.Kind, e.Project, e.Detail)
+			fmt.Fprintf(w, "  %s  %s (%s): %s\n", e.At.UTC().Format("2006-01-02 15:04:05"), e.What(), e.Project, e.Detail)
 		}
 	}
 	if len(r.Skipped) > 0 {

@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS pushes (
 	baseline BIGINT NOT NULL DEFAULT 0,
 	baseline_version BIGINT NOT NULL DEFAULT 0,
 	triggered_at BIGINT NOT NULL DEFAULT 0,
+	triggered_seen BIGINT NOT NULL DEFAULT 0,
 	lease_owner TEXT NOT NULL DEFAULT '',
 	lease_until BIGINT NOT NULL DEFAULT 0,
 	last_error TEXT NOT NULL DEFAULT '',

@@ -46,9 +46,13 @@ type PushJob struct {
 	// started later than it began after that push.
 	Baseline        time.Time
 	BaselineVersion int64
-	// Triggered is when the relay last asked GitLab to start an update.
-	Triggered time.Time
-	LeaseLeft time.Duration
+	// Triggered is when the relay last asked GitLab to start an update;
+	// TriggeredSeen, the mirror's last_update_at (GitLab's clock) it saw
+	// then: while that is unchanged, no update ended since the ask, which
+	// GitLab keeps (deferred to its interval), and a later push needs no
+	// other.
+	Triggered, TriggeredSeen time.Time
+	LeaseLeft                time.Duration
 }
 
 // PushOutcome is how far a claimed mirror job got.
@@ -62,6 +66,7 @@ type PushOutcome struct {
 	Baseline        time.Time
 	BaselineVersion int64
 	Triggered       time.Time
+	TriggeredSeen   time.Time
 	Error           string
 	// Events join the history of every commit of the job.
 	Events []PushEvent
@@ -81,7 +86,7 @@ const pushKeep = 20
 
 const (
 	pushColumns = `project_path, repository, project_id, refs, pushed_at, first_pushed_at, version, attempts, baseline, baseline_version,
-	triggered_at`
+	triggered_at, triggered_seen`
 	pushGetSQL    = `SELECT refs, pending FROM pushes WHERE project_path = ?`
 	pushUpsertSQL = `
 INSERT INTO pushes (project_path, repository, refs, pushed_at, first_pushed_at, version, pending, next_attempt_at, updated_at)
@@ -95,7 +100,8 @@ ON CONFLICT (project_path) DO UPDATE SET repository = excluded.repository, refs 
 	// pushFinishSQL records a job's outcome; a push that came meanwhile
 	// (another version) keeps it pending and due.
 	pushFinishSQL = `
-UPDATE pushes SET lease_owner = '', lease_until = 0, project_id = ?, baseline = ?, baseline_version = ?, triggered_at = ?, last_error = ?,
+UPDATE pushes SET lease_owner = '', lease_until = 0, project_id = ?, baseline = ?, baseline_version = ?, triggered_at = ?, triggered_seen = ?,
+	last_error = ?,
 	attempts = CASE WHEN ? THEN 0 ELSE attempts + 1 END,
 	pending = CASE WHEN ? AND version = ? THEN {false} ELSE {true} END,
 	next_attempt_at = CASE WHEN version <> ? THEN 0 ELSE {now} + ? END, updated_at = {now}
@@ -108,8 +114,9 @@ WHERE project_path = ? AND lease_owner = ?`
 	pushPendingCountSQL = `SELECT count(*) FROM pushes WHERE pending = {true}`
 )
 
-// acceptPush merges a push into its project's job within a transaction.
-func acceptPush(ctx context.Context, tx *sql.Tx, d dialect, p Push) error {
+// acceptPush merges a push into its project's job within a transaction;
+// fresh: no job of the project was pending, so this one is due at once.
+func acceptPush(ctx context.Context, tx *sql.Tx, d dialect, p Push, fresh *bool) error {
 	var raw []byte
 	var pending bool
 	err := tx.QueryRowContext(ctx, d.sql(pushGetSQL), p.ProjectPath).Scan(&raw, &pending)
@@ -121,6 +128,7 @@ func acceptPush(ctx context.Context, tx *sql.Tx, d dialect, p Push) error {
 	case pending:
 		_ = json.Unmarshal(raw, &refs)
 	}
+	*fresh = !pending
 	refs = mergeRefs(refs, p.Refs)
 	body, err := json.Marshal(refs)
 	if err != nil {
@@ -165,7 +173,8 @@ func addPushEvent(ctx context.Context, exec execFunc, d dialect, e PushEvent) er
 func finishPush(ctx context.Context, exec execFunc, d dialect, owner string, job PushJob, o PushOutcome) error {
 	// Due again after the wait asked, by the store's clock.
 	wait := max(time.Until(o.RetryAt).Milliseconds(), 0)
-	if _, err := exec(ctx, d.sql(pushFinishSQL), o.ProjectID, ms(o.Baseline), o.BaselineVersion, ms(o.Triggered), cut(o.Error, 2000),
+	if _, err := exec(ctx, d.sql(pushFinishSQL), o.ProjectID, ms(o.Baseline), o.BaselineVersion, ms(o.Triggered), ms(o.TriggeredSeen),
+		cut(o.Error, 2000),
 		o.Done, o.Done, job.Version, job.Version, wait, job.ProjectPath, owner); err != nil {
 		return err
 	}
@@ -184,13 +193,14 @@ func finishPush(ctx context.Context, exec execFunc, d dialect, owner string, job
 func scanPushJob(sc scanner) (PushJob, error) {
 	var j PushJob
 	var raw []byte
-	var pushed, first, baseline, triggered, leaseLeft int64
+	var pushed, first, baseline, triggered, seen, leaseLeft int64
 	if err := sc.Scan(&j.ProjectPath, &j.Repository, &j.ProjectID, &raw, &pushed, &first, &j.Version, &j.Attempts, &baseline,
-		&j.BaselineVersion, &triggered, &leaseLeft); err != nil {
+		&j.BaselineVersion, &triggered, &seen, &leaseLeft); err != nil {
 		return j, err
 	}
 	_ = json.Unmarshal(raw, &j.Refs)
 	j.PushedAt, j.FirstPushedAt, j.Baseline, j.Triggered = fromMS(pushed), fromMS(first), fromMS(baseline), fromMS(triggered)
+	j.TriggeredSeen = fromMS(seen)
 	j.LeaseLeft = time.Duration(leaseLeft) * time.Millisecond
 	return j, nil
 }
@@ -250,8 +260,9 @@ RETURNING ` + pushColumns + `, lease_until - {now}`
 )
 
 // AcceptPush implements Store.
-func (s *SQLite) AcceptPush(ctx context.Context, p Push) error {
-	return s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error { return acceptPush(ctx, tx, sqliteSQL, p) })
+func (s *SQLite) AcceptPush(ctx context.Context, p Push) (fresh bool, err error) {
+	err = s.batch.submit(ctx, nil, func(ctx context.Context, tx *sql.Tx) error { return acceptPush(ctx, tx, sqliteSQL, p, &fresh) })
+	return fresh, err
 }
 
 // ClaimPushes implements Store.
@@ -278,10 +289,11 @@ func (s *SQLite) PushEvents(ctx context.Context, commit string, limit int) ([]Pu
 }
 
 // AcceptPush implements Store: under the project's lock, as a status's.
-func (s *Postgres) AcceptPush(ctx context.Context, p Push) error {
-	return s.batch.submit(ctx, []string{"push|" + p.ProjectPath}, func(ctx context.Context, tx *sql.Tx) error {
-		return acceptPush(ctx, tx, postgresSQL, p)
+func (s *Postgres) AcceptPush(ctx context.Context, p Push) (fresh bool, err error) {
+	err = s.batch.submit(ctx, []string{"push|" + p.ProjectPath}, func(ctx context.Context, tx *sql.Tx) error {
+		return acceptPush(ctx, tx, postgresSQL, p, &fresh)
 	})
+	return fresh, err
 }
 
 // ClaimPushes implements Store.

@@ -22,8 +22,13 @@ func TestPushesJoinTheirProjectsJob(t *testing.T) {
 			{ProjectPath: "acme/webapp", Repository: "bitbucket.org/acme/webapp", Refs: []PushedRef{{Ref: "refs/heads/main", Commit: c2},
 				{Ref: "refs/heads/feature", Commit: c3}}},
 		} {
-			if err := s.AcceptPush(ctx, p); err != nil {
+			fresh, err := s.AcceptPush(ctx, p)
+			if err != nil {
 				t.Fatal(err)
+			}
+			// The first push begins the job; the second joins it.
+			if want := p.Refs[0].Commit == c1; fresh != want {
+				t.Errorf("push of %s: fresh %v, want %v", p.Refs[0].Commit[:4], fresh, want)
 			}
 		}
 		if st, err := s.Stats(ctx); err != nil || st.PendingPushes != 1 {
@@ -42,7 +47,7 @@ func TestPushesJoinTheirProjectsJob(t *testing.T) {
 			t.Fatalf("a leased job claimed twice: %+v", again)
 		}
 		// A push while the job is leased: the job stays pending after it.
-		if err := s.AcceptPush(ctx, Push{ProjectPath: "acme/webapp", Repository: "bitbucket.org/acme/webapp",
+		if _, err := s.AcceptPush(ctx, Push{ProjectPath: "acme/webapp", Repository: "bitbucket.org/acme/webapp",
 			Refs: []PushedRef{{Ref: "refs/heads/main", Commit: c1}}}); err != nil {
 			t.Fatal(err)
 		}

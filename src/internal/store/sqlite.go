@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS pushes (
 	baseline INTEGER NOT NULL DEFAULT 0,
 	baseline_version INTEGER NOT NULL DEFAULT 0,
 	triggered_at INTEGER NOT NULL DEFAULT 0,
+	triggered_seen INTEGER NOT NULL DEFAULT 0,
 	lease_owner TEXT NOT NULL DEFAULT '',
 	lease_until INTEGER NOT NULL DEFAULT 0,
 	last_error TEXT NOT NULL DEFAULT '',
@@ -166,8 +167,10 @@ func openSQLite(ctx context.Context, dir, driverName string) (*SQLite, error) {
 	if _, err := db.ExecContext(ctx, sqliteIndexes); err != nil {
 		return fail(err)
 	}
-	if _, err := db.ExecContext(ctx, `UPDATE statuses SET lease_owner = '', lease_until = 0 WHERE lease_owner <> ''`); err != nil {
-		return fail(err)
+	for _, table := range []string{"statuses", "pushes"} {
+		if _, err := db.ExecContext(ctx, `UPDATE `+table+` SET lease_owner = '', lease_until = 0 WHERE lease_owner <> ''`); err != nil {
+			return fail(err)
+		}
 	}
 	s := &SQLite{db: db}
 	for _, p := range []struct {

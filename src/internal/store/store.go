@@ -329,8 +329,9 @@ type Store interface {
 	// to FindCountLimit.
 	Find(ctx context.Context, f Find) (found []Found, total int, err error)
 	// AcceptPush stores a push to Bitbucket durably, merged into its GitLab
-	// project's mirror job.
-	AcceptPush(ctx context.Context, p Push) error
+	// project's mirror job; fresh: it began the job (none was pending), which
+	// is due at once, where a push joining a pending job is taken up with it.
+	AcceptPush(ctx context.Context, p Push) (fresh bool, err error)
 	// ClaimPushes leases due mirror jobs (Claim's Owner, Lease and Limit).
 	ClaimPushes(ctx context.Context, c Claim) ([]PushJob, error)
 	// FinishPush ends owner's lease on a mirror job with how far it got.

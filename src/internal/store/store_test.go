@@ -606,6 +606,10 @@ func TestSQLiteSurvivesReopenAndReleasesLeases(t *testing.T) {
 	if rows, _ := s.Claim(ctx, Claim{Owner: "dead-process", Lease: time.Hour, Limit: 1}); len(rows) != 1 {
 		t.Fatal("no claim")
 	}
+	_, _ = s.AcceptPush(ctx, Push{ProjectPath: "acme/widgets", Repository: "bitbucket.org/acme/widgets", Refs: []PushedRef{{Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)}}})
+	if jobs, _ := s.ClaimPushes(ctx, Claim{Owner: "dead-process", Lease: time.Hour, Limit: 1}); len(jobs) != 1 {
+		t.Fatal("no mirror job claimed")
+	}
 	s.Close()
 	s, err = OpenSQLite(ctx, dir)
 	if err != nil {
@@ -615,5 +619,9 @@ func TestSQLiteSurvivesReopenAndReleasesLeases(t *testing.T) {
 	rows, err := s.Claim(ctx, Claim{Owner: "new-process", Lease: time.Minute, Limit: 1})
 	if err != nil || len(rows) != 1 || rows[0].State != "FAILED" {
 		t.Fatalf("after reopening: %+v %v", rows, err)
+	}
+	// A mirror job the dead process held is released too, not a minute later.
+	if jobs, err := s.ClaimPushes(ctx, Claim{Owner: "new-process", Lease: time.Minute, Limit: 1}); err != nil || len(jobs) != 1 {
+		t.Fatalf("mirror jobs after reopening: %+v %v", jobs, err)
 	}
 }
