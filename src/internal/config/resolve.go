@@ -430,3 +430,21 @@ func first(picks ...pick) pick {
 	}
 	return pick{}
 }
+
+// CheckBaseURL allows an absolute https URL without credentials, and plain
+// http only to a loopback host.
+func CheckBaseURL(variable, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
+		shown := "(not shown: it does not parse)"
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return fmt.Errorf("%s is %q: give an absolute https URL without credentials", variable, shown)
+	}
+	host := u.Hostname()
+	if u.Scheme == "http" && host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
+		return fmt.Errorf("%s is %q, plain http, which would send a token across the network in clear: use https (plain http only for a loopback host)", variable, raw)
+	}
+	return nil
+}

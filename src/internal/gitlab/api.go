@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -202,6 +203,26 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) (str
 	return resp.Header.Get("X-Next-Page"), nil
 }
 
+// Do sends method /api/v4/<path> with body as JSON (nil: none) and reads
+// a 2xx answer's JSON into out (nil: read and dropped): the calls that
+// change GitLab, which connect makes, and its reads. A non-2xx answer is an
+// *APIError.
+func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	resp, err := c.send(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil || out == nil || len(bytes.TrimSpace(answer)) == 0 {
+		return err
+	}
+	if err := json.Unmarshal(answer, out); err != nil {
+		return fmt.Errorf("GitLab's answer to %s %s is not the expected JSON: %v", method, resp.Request.URL, err)
+	}
+	return nil
+}
+
 // open sends GET /api/v4/<path>: a 2xx answer for the caller to read and
 // close, or an *APIError.
 func (c *Client) open(ctx context.Context, path string, q url.Values) (*http.Response, error) {
@@ -254,12 +275,39 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 		Error   string `json:"error"`
 	}
 	if json.Unmarshal(answer, &doc) == nil {
-		e.Message = strings.TrimSpace(fmt.Sprint(firstNonNil(doc.Message, doc.Error)))
+		e.Message = messageText(firstNonNil(doc.Message, doc.Error))
 	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}
 	return nil, e
+}
+
+// messageText reads GitLab's message: a sentence, or a validation
+// failure's fields ({"namespace": ["is not valid"]} is "namespace is not
+// valid").
+func messageText(m any) string {
+	fields, ok := m.(map[string]any)
+	if !ok {
+		return strings.TrimSpace(fmt.Sprint(m))
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		switch v := fields[k].(type) {
+		case []any:
+			for _, item := range v {
+				parts = append(parts, k+" "+fmt.Sprint(item))
+			}
+		default:
+			parts = append(parts, k+" "+fmt.Sprint(v))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func firstNonNil(values ...any) any {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -91,4 +92,34 @@ func (c *Client) Self(ctx context.Context) (Token, error) {
 		return Token{}, err
 	}
 	return Token{Name: t.Name, Scopes: t.Scopes, ExpiresAt: deref(t.ExpiresAt)}, nil
+}
+
+// MirrorAdvice is a pull mirror's failure in a few words and what to do: the
+// error GitLab kept (the caller makes it secret-free),
+// and the fix for the usual causes.
+func MirrorAdvice(lastError string, paused bool) string {
+	said := strings.Join(strings.Fields(lastError), " ")
+	if len(said) > 120 {
+		said = said[:117] + "..."
+	}
+	lower := strings.ToLower(lastError)
+	fix := "see Settings > Repository > Mirroring repositories in GitLab"
+	switch {
+	case strings.Contains(lower, "terminal prompts disabled") || strings.Contains(lower, "could not read username"):
+		fix = "the mirror's URL has no user name: set it again in GitLab, Settings > Repository > Mirroring repositories " +
+			"(https://<user>@bitbucket.org/<workspace>/<repo>.git, or run connect)"
+	case strings.Contains(lower, "authentication failed") || strings.Contains(lower, "401") || strings.Contains(lower, "403") ||
+		strings.Contains(lower, "access denied") || strings.Contains(lower, "invalid credentials"):
+		fix = "the mirror's Bitbucket credential was refused: update it in GitLab, Settings > Repository > Mirroring repositories " +
+			"(app passwords stopped working on 28 Jul 2026)"
+	case strings.Contains(lower, "diverged"):
+		fix = "a branch diverged in GitLab: turn on Overwrite diverged branches in Settings > Repository > Mirroring repositories"
+	}
+	if paused {
+		return "GitLab paused the mirror after 14 failed updates (" + said + "): " + fix + ", then Update now there"
+	}
+	if said == "" {
+		return fix
+	}
+	return said + ": " + fix
 }

@@ -248,23 +248,23 @@ func Resolve(e Env, env func(string) string) (*Config, error) {
 		if e.GitLabToken == "" || e.GitLabURL == "" {
 			return nil, errors.New("GITLAB_URL and GITLAB_TOKEN go together: set both (a read_api token and GitLab's base URL) or neither")
 		}
-		if err := checkBaseURL("GITLAB_URL", e.GitLabURL); err != nil {
+		if err := config.CheckBaseURL("GITLAB_URL", e.GitLabURL); err != nil {
 			return nil, err
 		}
 		c.GitLab = &gitlab.Client{BaseURL: strings.TrimRight(e.GitLabURL, "/"), Token: strings.TrimSpace(e.GitLabToken)}
 		c.Secrets = append(c.Secrets, e.GitLabToken)
 	}
-	if err := checkBaseURL("BITBUCKET_API_URL", e.APIURL); err != nil {
+	if err := config.CheckBaseURL("BITBUCKET_API_URL", e.APIURL); err != nil {
 		return nil, err
 	}
 	c.defaultCloudAPI = strings.TrimRight(e.APIURL, "/")
 	if e.ServerURL != "" {
-		if err := checkBaseURL("BITBUCKET_SERVER_URL", e.ServerURL); err != nil {
+		if err := config.CheckBaseURL("BITBUCKET_SERVER_URL", e.ServerURL); err != nil {
 			return nil, err
 		}
 		c.defaultDataCenter, c.defaultProject = strings.TrimRight(e.ServerURL, "/"), e.Project
 	}
-	if err := checkBaseURL("BITBUCKET_OAUTH_TOKEN_URL", e.OAuthTokenURL); err != nil {
+	if err := config.CheckBaseURL("BITBUCKET_OAUTH_TOKEN_URL", e.OAuthTokenURL); err != nil {
 		return nil, err
 	}
 	// The default credential, as the job binary reads it.
@@ -366,21 +366,4 @@ func (c *Config) servers() []string {
 		}
 	}
 	return out
-}
-
-// checkBaseURL allows https, and plain http only to a loopback host.
-func checkBaseURL(variable, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
-		shown := "(not shown: it does not parse)"
-		if err == nil {
-			shown = u.Redacted()
-		}
-		return fmt.Errorf("%s is %q: give an absolute https URL without credentials", variable, shown)
-	}
-	host := u.Hostname()
-	if u.Scheme == "http" && host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
-		return fmt.Errorf("%s is %q, plain http, which would send a token across the network in clear: use https (plain http only for a loopback host)", variable, raw)
-	}
-	return nil
 }

@@ -238,7 +238,7 @@ func (r *Relay) mirrorStep(ctx context.Context, job store.PushJob) store.PushOut
 func (r *Relay) mirrorFailed(ctx context.Context, job store.PushJob, o store.PushOutcome, lastError string, paused bool) store.PushOutcome {
 	// GitLab's last error may hold the mirror's URL with its credential.
 	lastError = r.clean(lastError)
-	why := mirrorAdvice(lastError, paused)
+	why := gitlab.MirrorAdvice(lastError, paused)
 	r.log.Warn("mirror failed", "project", job.ProjectPath, "repository", job.Repository, "advice", why)
 	o.Events = append(o.Events, store.PushEvent{Kind: "failed", Detail: why})
 	settings := ""
@@ -312,34 +312,4 @@ func (r *Relay) mirrorStatus(w work) (bitbucket.Status, error) {
 		s.URL = commitPage(d, p.SHA)
 	}
 	return s, nil
-}
-
-// mirrorAdvice is a mirror's failure in a few words and what to do: the
-// error GitLab kept (made short and secret-free by the caller's clean),
-// and the fix for the usual causes.
-func mirrorAdvice(lastError string, paused bool) string {
-	said := strings.Join(strings.Fields(lastError), " ")
-	if len(said) > 120 {
-		said = said[:117] + "..."
-	}
-	lower := strings.ToLower(lastError)
-	fix := "see Settings > Repository > Mirroring repositories in GitLab"
-	switch {
-	case strings.Contains(lower, "terminal prompts disabled") || strings.Contains(lower, "could not read username"):
-		fix = "the mirror's URL has no user name: set it again in GitLab, Settings > Repository > Mirroring repositories " +
-			"(https://<user>@bitbucket.org/<workspace>/<repo>.git, or run connect)"
-	case strings.Contains(lower, "authentication failed") || strings.Contains(lower, "401") || strings.Contains(lower, "403") ||
-		strings.Contains(lower, "access denied") || strings.Contains(lower, "invalid credentials"):
-		fix = "the mirror's Bitbucket credential was refused: update it in GitLab, Settings > Repository > Mirroring repositories " +
-			"(app passwords stopped working on 28 Jul 2026)"
-	case strings.Contains(lower, "diverged"):
-		fix = "a branch diverged in GitLab: turn on Overwrite diverged branches in Settings > Repository > Mirroring repositories"
-	}
-	if paused {
-		return "GitLab paused the mirror after 14 failed updates (" + said + "): " + fix + ", then Update now there"
-	}
-	if said == "" {
-		return fix
-	}
-	return said + ": " + fix
 }

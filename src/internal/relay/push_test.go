@@ -442,7 +442,8 @@ func TestAPushFindsItsMirrorAfterARestart(t *testing.T) {
 	waitFor(t, "the mirrors read", func() bool {
 		n := 0
 		for _, r := range gl.Requests() {
-			if r.Method == http.MethodGet && strings.HasSuffix(r.Path, "/mirror/pull") {
+			// The project's import_url, or its mirror's url.
+			if r.Method == http.MethodGet && (r.Path == fmt.Sprintf("/api/v4/projects/%d", p.ID) || r.Path == fmt.Sprintf("/api/v4/projects/%d", other.ID)) {
 				n++
 			}
 		}
