@@ -52,6 +52,8 @@ type Server struct {
 	tries    map[string]int             // path -> attempts, for "flaky"
 	tokens   map[string]time.Time       // OAuth access token -> expiry
 	reports  map[string]*report         // commit + key -> a Code Insights report
+	hooks    map[string][]*Hook         // repository -> its webhooks
+	hookSeq  int
 	log      []Record
 }
 
@@ -86,7 +88,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/_reset":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.log, s.statuses, s.tries, s.reports = nil, nil, nil, nil
+		s.log, s.statuses, s.tries, s.reports, s.hooks = nil, nil, nil, nil, nil
 		return
 	}
 
@@ -301,6 +303,8 @@ func (s *Server) cloud(w http.ResponseWriter, r *http.Request, parts []string, b
 		return
 	}
 	switch {
+	case len(parts) >= 4 && len(parts) <= 5 && parts[3] == "hooks":
+		s.cloudHooks(w, r, parts[1]+"/"+slug, parts[4:], body)
 	case r.Method == http.MethodGet && (len(parts) == 3 || (len(parts) == 5 && parts[3] == "commit")):
 		writeJSON(w, http.StatusOK, `{"type":"repository","full_name":"`+parts[1]+`/`+slug+`"}`)
 	case r.Method == http.MethodPost && len(parts) == 7 && parts[3] == "commit" && parts[5] == "statuses" && parts[6] == "build":
@@ -476,6 +480,8 @@ func (s *Server) dataCenter(w http.ResponseWriter, r *http.Request, parts []stri
 		s.dataCenterStatus(w, parts[7], body, map[string]bool{"SUCCESSFUL": true, "FAILED": true, "INPROGRESS": true})
 	case readBuild:
 		s.showStatus(w, parts[7], r.URL.Query().Get("key"), true)
+	case (len(parts) == 7 || len(parts) == 8) && parts[6] == "webhooks":
+		s.dataCenterHooks(w, r, project+"/"+slug, parts[7:], body)
 	case r.Method == http.MethodGet && (len(parts) == 6 || (len(parts) == 8 && parts[6] == "commits")):
 		writeJSON(w, http.StatusOK, `{"slug":"`+slug+`"}`)
 	default:

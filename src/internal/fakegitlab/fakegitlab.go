@@ -3,7 +3,11 @@
 // them (an update due or running absorbs another start, one asked within
 // the interval of the last is deferred to its end, 14 failures in a row
 // pause the mirror, a project that is no mirror answers 400), and a
-// token's own scopes. It records every request, never a token.
+// token's own scopes. For connect (setup.go): groups that may or may not
+// take new projects, projects created and updated, the pull mirror's
+// configuration (PUT, or import_url before 17.6), CI/CD variables with
+// GitLab's masking rules, branches, and 429s with Retry-After. It records
+// every request with its JSON body, never the PRIVATE-TOKEN.
 package fakegitlab
 
 import (
@@ -30,12 +34,30 @@ type Server struct {
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 
+	// Version is what GET /version says ("18.6.0-ee" when empty): before
+	// 17.6 there is no PUT .../mirror/pull and no hidden variable.
+	Version string
+	// Upstream is the Bitbucket repository's credential: when User or
+	// Password is set, a mirror update with other credentials fails as git
+	// does; Commit is its default branch's head, fetched by an update.
+	Upstream Upstream
+	// RetryAfter is the Retry-After (seconds) sent with failures of 429.
+	RetryAfter int
+
 	mu       sync.Mutex
 	projects map[int64]*Project
+	groups   map[string]*Group
 	nextID   int64
 	log      []Record
-	// failNext answers the next n requests with a code, for outages.
+	// failNext answers the next n requests with a code, for outages;
+	// failOn limits it to requests whose method and path start so.
 	failCode, failNext int
+	failOn             string
+}
+
+// Upstream is the repository a mirror pulls from.
+type Upstream struct {
+	User, Password, Commit string
 }
 
 // Project is a project the stand-in knows.
@@ -46,6 +68,19 @@ type Project struct {
 	Maintainer bool
 	// Mirror is its pull mirror; nil: not mirrored.
 	Mirror *Mirror
+	// Branches are its branches' heads; DefaultBranch is "main" when empty.
+	Branches      map[string]string
+	DefaultBranch string
+	// Access is each feature's access level (issues_access_level, ...).
+	Access     map[string]string
+	Visibility string
+	Variables  map[string]*Variable
+}
+
+// Variable is a project's CI/CD variable.
+type Variable struct {
+	Key, Value, Description        string
+	Masked, Hidden, Protected, Raw bool
 }
 
 // Mirror is a pull mirror's state.
@@ -63,6 +98,10 @@ type Mirror struct {
 	FetchError string
 	// Starts counts the updates that started.
 	Starts int
+	// AuthUser and AuthPassword are the credentials it fetches with;
+	// TriggerBuilds, OverwriteDiverged and OnlyProtected its settings.
+	AuthUser, AuthPassword                          string
+	TriggerBuilds, OverwriteDiverged, OnlyProtected bool
 	// due is when a deferred update runs; started, when the running one did.
 	due, started time.Time
 }
@@ -72,8 +111,9 @@ const MaxRetry = 14
 
 // Record is one request as the stand-in saw it.
 type Record struct {
-	Method, Path string
-	Code         int
+	Method, Path, Query string
+	Code                int
+	Body                json.RawMessage
 }
 
 func (s *Server) now() time.Time {
@@ -124,10 +164,14 @@ func (s *Server) StartNow(m *Mirror) {
 }
 
 // FailNext answers the next n requests with code (an outage).
-func (s *Server) FailNext(n, code int) {
+func (s *Server) FailNext(n, code int) { s.FailNextOn("", n, code) }
+
+// FailNextOn answers the next n requests whose "METHOD /path" starts with
+// prefix with code: a failure midway through a setup.
+func (s *Server) FailNextOn(prefix string, n, code int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failNext, s.failCode = n, code
+	s.failNext, s.failCode, s.failOn = n, code, prefix
 }
 
 // Requests returns what was received.
@@ -154,11 +198,17 @@ func (s *Server) advance() {
 		if m.UpdateStatus == "started" && !now.Before(m.started.Add(s.UpdateTakes)) {
 			end := m.started.Add(s.UpdateTakes)
 			m.LastUpdateAt = end
-			if m.FetchError != "" {
-				m.UpdateStatus, m.LastError = "failed", m.FetchError
+			if fetchError := s.fetchError(m); fetchError != "" {
+				m.UpdateStatus, m.LastError = "failed", fetchError
 				m.Failures++
 			} else {
 				m.UpdateStatus, m.LastError, m.LastSuccessfulUpdateAt, m.Failures = "finished", "", end, 0
+				if s.Upstream.Commit != "" {
+					if p.Branches == nil {
+						p.Branches = map[string]string{}
+					}
+					p.Branches[p.defaultBranch()] = s.Upstream.Commit
+				}
 			}
 		}
 	}
@@ -166,12 +216,17 @@ func (s *Server) advance() {
 
 // ServeHTTP answers /api/v4/... as GitLab does.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advance()
 	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-	s.route(rec, r)
-	s.log = append(s.log, Record{Method: r.Method, Path: r.URL.EscapedPath(), Code: rec.code})
+	s.route(rec, r, body)
+	entry := Record{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Code: rec.code}
+	if json.Valid(body) {
+		entry.Body = body
+	}
+	s.log = append(s.log, entry)
 }
 
 type recorder struct {
@@ -194,9 +249,12 @@ func message(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"message": msg})
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	if s.failNext > 0 {
+func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
+	if s.failNext > 0 && strings.HasPrefix(r.Method+" "+r.URL.EscapedPath(), s.failOn) {
 		s.failNext--
+		if s.failCode == http.StatusTooManyRequests && s.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(s.RetryAfter))
+		}
 		message(w, s.failCode, http.StatusText(s.failCode))
 		return
 	}
@@ -204,16 +262,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		message(w, http.StatusUnauthorized, "401 Unauthorized")
 		return
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 	path, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v4/")
 	if !ok {
 		message(w, http.StatusNotFound, "404 Not Found")
 		return
 	}
 	parts := strings.Split(path, "/")
+	if s.setup(w, r, parts, body) {
+		return
+	}
 	switch {
 	case path == "version":
-		writeJSON(w, http.StatusOK, map[string]string{"version": "18.6.0-ee", "revision": "fake"})
+		writeJSON(w, http.StatusOK, map[string]string{"version": s.version(), "revision": "fake"})
 	case path == "personal_access_tokens/self":
 		writeJSON(w, http.StatusOK, map[string]any{"id": 1, "name": "relay", "scopes": s.Scopes, "active": true, "revoked": false,
 			"expires_at": "2027-06-01"})
@@ -225,7 +285,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case len(parts) == 2 && r.Method == http.MethodGet:
-			writeJSON(w, http.StatusOK, map[string]any{"id": p.ID, "path_with_namespace": p.Path, "import_url": nil})
+			writeJSON(w, http.StatusOK, s.projectJSON(p))
+		case len(parts) == 4 && parts[2] == "mirror" && parts[3] == "pull" && r.Method == http.MethodPut:
+			var doc map[string]any
+			_ = json.Unmarshal(body, &doc)
+			s.configureMirror(w, p, doc)
 		case len(parts) == 4 && parts[2] == "mirror" && parts[3] == "pull":
 			s.mirror(w, r, p)
 		default:
@@ -280,8 +344,8 @@ func (s *Server) mirror(w http.ResponseWriter, r *http.Request, p *Project) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": p.ID, "enabled": m.Enabled, "url": maskURL(m.URL), "update_status": m.UpdateStatus,
 			"last_update_started_at": timeOrNil(m.LastUpdateStartedAt), "last_update_at": timeOrNil(m.LastUpdateAt),
-			"last_successful_update_at": timeOrNil(m.LastSuccessfulUpdateAt), "last_error": lastError, "mirror_trigger_builds": true,
-			"only_mirror_protected_branches": false, "mirror_overwrites_diverged_branches": true, "mirror_branch_regex": nil})
+			"last_successful_update_at": timeOrNil(m.LastSuccessfulUpdateAt), "last_error": lastError, "mirror_trigger_builds": m.TriggerBuilds,
+			"only_mirror_protected_branches": m.OnlyProtected, "mirror_overwrites_diverged_branches": m.OverwriteDiverged, "mirror_branch_regex": nil})
 	case http.MethodPost:
 		now := s.now()
 		switch {
