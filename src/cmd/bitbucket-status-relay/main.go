@@ -18,8 +18,16 @@ var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	p := &relaycmd.Program{Version: buildversion.String(version), Env: config.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}
+	p := &relaycmd.Program{Version: buildversion.String(version), Env: config.Environ(), Stdout: os.Stdout, Stderr: os.Stderr,
+		Stdin: os.Stdin, Terminal: isTerminal(os.Stderr)}
 	code := p.Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// isTerminal reports whether f is a character device (a terminal), which
+// hears progress during long waits.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -37,6 +37,12 @@ type Program struct {
 	Stderr  io.Writer
 	// Transport, when set, sends every outgoing request (tests).
 	Transport http.RoundTripper
+	// Stdin is connect --file -'s input; Terminal: stderr is a terminal,
+	// which hears connect's progress.
+	Stdin    io.Reader
+	Terminal bool
+	// connectPoll is how often connect looks at a mirror update (tests).
+	connectPoll time.Duration
 }
 
 type usageError struct{ error }
@@ -45,7 +51,8 @@ type usageError struct{ error }
 func (p *Program) Run(ctx context.Context, args []string) int {
 	secrets := &redact.Set{}
 	for _, name := range []string{"BITBUCKET_ACCESS_TOKEN", "BITBUCKET_OAUTH_CLIENT_SECRET", "BITBUCKET_RELAY_WEBHOOK_TOKEN",
-		"BITBUCKET_RELAY_SIGNING_TOKEN", "GITLAB_TOKEN", "BITBUCKET_RELAY_STATUS_TOKEN"} {
+		"BITBUCKET_RELAY_SIGNING_TOKEN", "GITLAB_TOKEN", "BITBUCKET_RELAY_STATUS_TOKEN", "BITBUCKET_RELAY_PUSH_SECRET", "BITBUCKET_MIRROR_TOKEN",
+		"BITBUCKET_CI_TOKEN"} {
 		secrets.Add(p.Env[name])
 		secrets.Add(strings.TrimSpace(p.Env[name]))
 	}
@@ -64,7 +71,7 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 				fmt.Fprint(stdout, helpText())
 				return nil
 			}
-			return usageError{fmt.Errorf("unknown command %q: use serve, check or version (see --help)", c.Args().First())}
+			return usageError{fmt.Errorf("unknown command %q: use serve, check, status, connect or version (see --help)", c.Args().First())}
 		},
 		Commands: []*cli.Command{
 			{Name: "serve", Usage: "accept webhooks and post statuses", Action: func(c *cli.Context) error {
@@ -88,6 +95,15 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 					}
 					return p.status(c, stdout)
 				}},
+			{Name: "connect", Usage: "set a Bitbucket repository up for GitLab CI/CD: project, mirror, variables, webhook",
+				Flags: append([]cli.Flag{help}, connectFlags()...),
+				Action: func(c *cli.Context) error {
+					if c.Bool("help") {
+						fmt.Fprint(stdout, connectHelpText())
+						return nil
+					}
+					return p.connect(c, secrets, stdout, stderr)
+				}},
 			{Name: "version", Usage: "print the version", Action: func(*cli.Context) error {
 				fmt.Fprintf(stdout, "bitbucket-status-relay %s\n", p.Version)
 				return nil
@@ -98,7 +114,7 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 		// A subcommand's unknown flag is a usage error too (exit 2), not a
 		// failure; its --help is the program's (status has its own).
 		cmd.OnUsageError = app.OnUsageError
-		if cmd.Name != "status" {
+		if cmd.Name != "status" && cmd.Name != "connect" {
 			cmd.Flags = append(cmd.Flags, help)
 			action := cmd.Action
 			cmd.Action = func(c *cli.Context) error {
@@ -110,11 +126,16 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 			}
 		}
 	}
+	if len(args) > 0 && args[0] == "connect" {
+		args = append([]string{"connect"}, flagsFirst(args[1:], connectFlags())...)
+	}
 	err := app.RunContext(ctx, append([]string{"bitbucket-status-relay"}, args...))
 	var ue usageError
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &stepFailed{}):
+		return ExitFailed
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "bitbucket-status-relay: %v\n", err)
 		return ExitUsage
@@ -290,6 +311,8 @@ Usage:
   bitbucket-status-relay check     check the configuration and every route's credential; post nothing
   bitbucket-status-relay status [--commit SHA | --project PATH] [--json]
                                    what the relay holds and did, read from its store
+  bitbucket-status-relay connect REPO_URL [--gitlab-project GROUP/PROJECT] [--relay-url URL] [--dry-run]
+                                   set a Bitbucket repository up for GitLab CI/CD (see connect --help)
   bitbucket-status-relay version   print the version
 
 Endpoints: POST /webhook, GET /healthz (alive), GET /readyz (store usable, not shutting down), GET /metrics,
