@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +159,75 @@ func TestConnectMany(t *testing.T) {
 	}
 	o = r.connect(t, "https://bitbucket.org/acme/one.git\nhttps://bitbucket.org/acme/two.git\n", "--file", "-")
 	if o.code != 0 || !strings.Contains(o.stdout, "2 repositories: 0 set up, 2 unchanged, 0 failed") {
+		t.Errorf("exit %d:\n%s%s", o.code, o.stdout, o.stderr)
+	}
+}
+
+// TestConnectKilledMidwayThenRunAgain: the process is killed (SIGKILL)
+// while GitLab holds its request to create the variable; the same command
+// run again finds the project and mirror made, and makes the rest.
+func TestConnectKilledMidwayThenRunAgain(t *testing.T) {
+	t.Parallel()
+	r := newConnectRig(t)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hold := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/variables") {
+			select {
+			case <-release:
+			default:
+				once.Do(func() { close(held) })
+				<-release
+				http.Error(w, "gone", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		r.gl.ServeHTTP(w, req)
+	})
+	gs := httptest.NewServer(hold)
+	t.Cleanup(gs.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	env := append([]string{}, r.env...)
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "GITLAB_URL=") {
+			env[i] = "GITLAB_URL=" + gs.URL
+		}
+	}
+	cmd := exec.Command(relayBinary, "connect", "https://bitbucket.org/acme/webapp.git", "--relay-url", "https://relay.example.com")
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("connect never reached the variables:\n%s", out.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	close(release)
+	if p := r.gl.Project("acme/webapp"); p == nil || p.Mirror == nil || len(r.bb.Hooks("acme/webapp")) != 0 {
+		t.Fatalf("before the kill: project %v", p)
+	}
+	o := r.connect(t, "", "https://bitbucket.org/acme/webapp.git", "--relay-url", "https://relay.example.com")
+	for _, want := range []string{"  project    found acme/webapp (id ", "  mirror     unchanged: pulls https://x-token-auth@bitbucket.org/acme/webapp.git",
+		"  variables  BITBUCKET_ACCESS_TOKEN created (masked and hidden)\n", "  webhook    created: repo:push to https://relay.example.com/bitbucket",
+		"done: 3 change(s).\n"} {
+		if !strings.Contains(o.stdout, want) {
+			t.Errorf("the rerun lacks %q:\n%s", want, o.stdout)
+		}
+	}
+	if o.code != 0 {
 		t.Errorf("exit %d:\n%s%s", o.code, o.stdout, o.stderr)
 	}
 }
