@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/jsonstream"
 )
 
 // MaxFileBytes is the largest file read.
@@ -335,7 +336,7 @@ func anObject(d *json.Decoder) string {
 			continue
 		}
 		keys[key] = ""
-		if skipValue(d) != nil {
+		if jsonstream.Skip(d) != nil {
 			break
 		}
 	}
@@ -350,26 +351,6 @@ func anObject(d *json.Decoder) string {
 			"GitLab shows it in the security widget; give Code Quality a linter's GitLab (CodeClimate) output"
 	}
 	return "a JSON object, not a Code Quality report: GitLab Code Quality is a JSON array of findings (write [] for none)"
-}
-
-// skipValue reads past one JSON value, token by token.
-func skipValue(d *json.Decoder) error {
-	depth := 0
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth <= 0 {
-			return nil
-		}
-	}
 }
 
 // lineCounter remembers where each line starts, so a decoder's byte offset

@@ -3,13 +3,13 @@ package gitlab
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/insights"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/jsonstream"
 )
 
 // TestReportSummary reads a pipeline's test counts, child pipelines
@@ -61,7 +61,7 @@ func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, p
 	d := json.NewDecoder(limited)
 	err = walkObject(d, func(key string) error {
 		if key != "test_suites" {
-			return skipValue(d)
+			return jsonstream.Skip(d)
 		}
 		n := 0
 		return walkArray(d, func() error {
@@ -78,7 +78,7 @@ func (c *Client) FailedTests(ctx context.Context, projectID, pipelineID int64, p
 					return nil
 				case "test_cases":
 				default:
-					return skipValue(d)
+					return jsonstream.Skip(d)
 				}
 				return walkArray(d, func() error {
 					var tc testCase
@@ -180,27 +180,4 @@ func expectDelim(d *json.Decoder, want json.Delim) error {
 		return fmt.Errorf("expected %v, found %v", want, tok)
 	}
 	return nil
-}
-
-// skipValue consumes one JSON value token by token, holding none of it.
-func skipValue(d *json.Decoder) error {
-	depth := 0
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-		if depth < 0 {
-			return errors.New("unbalanced JSON")
-		}
-	}
 }
