@@ -143,3 +143,29 @@ func (rb *readBudget) read(w http.ResponseWriter, req *http.Request, max int64) 
 		}
 	}
 }
+
+// readBody reads a request's body within max and the read budget, or
+// answers for it: 413 (tooLarge says why) over max, 503 with Retry-After
+// when the budget is spent (busyHint names the setting), 400 when it
+// cannot be read; count hears which. The caller defers release.
+func (r *Relay) readBody(w http.ResponseWriter, req *http.Request, max int64, tooLarge, busyHint string, count func(string)) (body []byte, release func(), ok bool) {
+	body, release, err := r.bodies.read(w, req, max)
+	var over *http.MaxBytesError
+	switch {
+	case errors.As(err, &over):
+		count("too_large")
+		w.Header().Set("Connection", "close")
+		answer(w, http.StatusRequestEntityTooLarge, tooLarge)
+	case errors.Is(err, errBusy):
+		count("busy")
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "5")
+		answer(w, http.StatusServiceUnavailable, "busy: "+errBusy.Error()+busyHint+"; send it again in a few seconds")
+	case err != nil:
+		count("bad_request")
+		answer(w, http.StatusBadRequest, "could not read the body")
+	default:
+		return body, release, true
+	}
+	return nil, release, false
+}

@@ -112,24 +112,10 @@ func (r *Relay) webhook(w http.ResponseWriter, req *http.Request) {
 		refuse(reason)
 		return
 	}
-	body, release, err := r.bodies.read(w, req, r.cfg.MaxBody)
+	body, release, ok := r.readBody(w, req, r.cfg.MaxBody, fmt.Sprintf("body over %d bytes (BITBUCKET_RELAY_MAX_BODY)", r.cfg.MaxBody),
+		" (BITBUCKET_RELAY_READ_BUDGET)", count)
 	defer release()
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		count("too_large")
-		w.Header().Set("Connection", "close")
-		answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes (BITBUCKET_RELAY_MAX_BODY)", r.cfg.MaxBody))
-		return
-	case errors.Is(err, errBusy):
-		count("busy")
-		w.Header().Set("Connection", "close")
-		w.Header().Set("Retry-After", "5")
-		answer(w, http.StatusServiceUnavailable, "busy: "+errBusy.Error()+" (BITBUCKET_RELAY_READ_BUDGET); send it again in a few seconds")
-		return
-	case err != nil:
-		count("bad_request")
-		answer(w, http.StatusBadRequest, "could not read the body")
+	if !ok {
 		return
 	}
 	if r.cfg.SigningKey != nil {

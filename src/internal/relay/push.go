@@ -3,7 +3,6 @@ package relay
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -56,24 +55,9 @@ func (r *Relay) push(w http.ResponseWriter, req *http.Request) {
 		refuse(pushhook.Verify(r.cfg.PushSecret, nil, signature).Error())
 		return
 	}
-	body, release, err := r.bodies.read(w, req, maxPushBody)
+	body, release, ok := r.readBody(w, req, maxPushBody, fmt.Sprintf("body over %d bytes: not a Bitbucket push webhook", maxPushBody), "", count)
 	defer release()
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		count("too_large")
-		w.Header().Set("Connection", "close")
-		answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes: not a Bitbucket push webhook", maxPushBody))
-		return
-	case errors.Is(err, errBusy):
-		count("busy")
-		w.Header().Set("Connection", "close")
-		w.Header().Set("Retry-After", "5")
-		answer(w, http.StatusServiceUnavailable, "busy: "+errBusy.Error()+"; send it again in a few seconds")
-		return
-	case err != nil:
-		count("bad_request")
-		answer(w, http.StatusBadRequest, "could not read the body")
+	if !ok {
 		return
 	}
 	if err := pushhook.Verify(r.cfg.PushSecret, body, signature); err != nil {
