@@ -251,6 +251,15 @@ func (r *recorder) result(mode string, elapsed time.Duration) result {
 // openLoop sends at a fixed rate whatever the answers' speed, as GitLab
 // does: a slow answer does not slow the next request.
 func (c *client) openLoop(g *generator, rate int, d time.Duration) result {
+	return steady("steady", rate, d, func() func() (int, time.Duration) {
+		body := g.body(g.next.Add(1), "running")
+		return func() (int, time.Duration) { return c.send(body) }
+	})
+}
+
+// steady calls next at a fixed rate for d, and sends what each call makes
+// at once, in its own goroutine: a slow answer does not slow the next.
+func steady(mode string, rate int, d time.Duration, next func() func() (int, time.Duration)) result {
 	rec := &recorder{codes: map[string]int{}}
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
@@ -261,15 +270,15 @@ func (c *client) openLoop(g *generator, rate int, d time.Duration) result {
 			break
 		}
 		time.Sleep(time.Until(at))
-		body := g.body(g.next.Add(1), "running")
+		send := next()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rec.add(c.send(body))
+			rec.add(send())
 		}()
 	}
 	wg.Wait()
-	r := rec.result("steady", d)
+	r := rec.result(mode, d)
 	r.Offered = float64(rate)
 	return r
 }

@@ -58,41 +58,28 @@ func (g *pushGenerator) body() []byte {
 
 // pushes sends signed pushes at rate for d, as Bitbucket Cloud delivers them.
 func (c *client) pushes(g *pushGenerator, secret string, rate int, d time.Duration) result {
-	rec := &recorder{codes: map[string]int{}}
-	interval := time.Second / time.Duration(rate)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := 0; ; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if at.Sub(start) >= d {
-			break
-		}
-		time.Sleep(time.Until(at))
+	return steady("pushes", rate, d, func() func() (int, time.Duration) {
 		body := g.body()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			target := c.urls[int(c.next.Add(1))%len(c.urls)]
-			req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(string(body)))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("User-Agent", "Bitbucket-Webhooks/2.0")
-			req.Header.Set("X-Event-Key", pushhook.CloudPush)
-			req.Header.Set("X-Hub-Signature", pushhook.Sign(secret, body))
-			t0 := time.Now()
-			resp, err := c.http.Do(req)
-			if err != nil {
-				rec.add(0, time.Since(t0))
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			rec.add(resp.StatusCode, time.Since(t0))
-		}()
+		return func() (int, time.Duration) { return c.push(secret, body) }
+	})
+}
+
+// push sends one signed push.
+func (c *client) push(secret string, body []byte) (int, time.Duration) {
+	target := c.urls[int(c.next.Add(1))%len(c.urls)]
+	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Bitbucket-Webhooks/2.0")
+	req.Header.Set("X-Event-Key", pushhook.CloudPush)
+	req.Header.Set("X-Hub-Signature", pushhook.Sign(secret, body))
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, time.Since(start)
 	}
-	wg.Wait()
-	r := rec.result("pushes", d)
-	r.Offered = float64(rate)
-	return r
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start)
 }
 
 // serveGitLab serves the GitLab stand-in with repos mirrored projects
