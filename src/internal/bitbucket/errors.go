@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -199,4 +200,23 @@ func firstLine(s string, n int) string {
 		s = s[:cut] + "..."
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// Named is what hints says of each field Bitbucket complained about (in
+// its fields, or, with none, at the start of its message: "key: ..."),
+// each text once, sorted.
+func (e *HTTPError) Named(hints map[string]string) []string {
+	var named []string
+	for field := range e.Fields {
+		if h, ok := hints[field]; ok {
+			named = append(named, h)
+		}
+	}
+	for field, h := range hints {
+		if len(e.Fields) == 0 && strings.HasPrefix(e.Message, field+":") {
+			named = append(named, h)
+		}
+	}
+	sort.Strings(named)
+	return slices.Compact(named)
 }

@@ -2,6 +2,7 @@ package bitbucket
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jarcoal/httpmock"
@@ -74,6 +75,26 @@ func TestShows(t *testing.T) {
 	} {
 		if got := sh.Shows(s); got != want {
 			t.Errorf("%+v shows %+v: %v", sh, s, got)
+		}
+	}
+}
+
+// TestNamed: the fields a 400 names, from Cloud's fields or, with none,
+// from the start of Data Center's message; a text named twice once.
+func TestNamed(t *testing.T) {
+	t.Parallel()
+	hints := map[string]string{"key": "the key", "ref": "the branch", "refname": "the branch", "url": "the link"}
+	for _, c := range []struct {
+		err  HTTPError
+		want string
+	}{
+		{HTTPError{Fields: map[string]string{"url": "Enter a valid URL.", "key": "too long", "other": "x"}}, "the key|the link"},
+		{HTTPError{Fields: map[string]string{"ref": "x", "refname": "y"}}, "the branch"},
+		{HTTPError{Message: "url: must be a valid URL"}, "the link"},
+		{HTTPError{Message: "something else"}, ""},
+	} {
+		if got := strings.Join(c.err.Named(hints), "|"); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.err, got, c.want)
 		}
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -147,19 +145,7 @@ var fieldVariables = map[string]string{
 }
 
 func fieldHint(he *bitbucket.HTTPError) string {
-	var vars []string
-	for field := range he.Fields {
-		if v, ok := fieldVariables[field]; ok {
-			vars = append(vars, v)
-		}
-	}
-	for field, v := range fieldVariables {
-		if len(he.Fields) == 0 && strings.HasPrefix(he.Message, field+":") {
-			vars = append(vars, v)
-		}
-	}
-	sort.Strings(vars)
-	vars = slices.Compact(vars)
+	vars := he.Named(fieldVariables)
 	if len(vars) == 0 {
 		return "Check BITBUCKET_STATUS_KEY, BITBUCKET_STATUS_NAME, BITBUCKET_STATUS_DESCRIPTION and BITBUCKET_STATUS_URL."
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/bitbucket"
@@ -127,18 +126,7 @@ func fieldSettings(he *bitbucket.HTTPError, d Destination) string {
 		"url":         "the link: the pipeline's page, from GitLab's web_url (check GITLAB_URL and GitLab's external URL)",
 		"description": "the description, which the relay writes", "refname": "the branch, the pipeline's ref", "ref": "the branch, the pipeline's ref",
 	}
-	var named []string
-	for field := range he.Fields {
-		if f, ok := from[field]; ok {
-			named = append(named, f)
-		}
-	}
-	for field, f := range from {
-		if len(he.Fields) == 0 && strings.HasPrefix(he.Message, field+":") {
-			named = append(named, f)
-		}
-	}
-	sort.Strings(named)
+	named := he.Named(from)
 	if len(named) == 0 {
 		return "The relay made it from the pipeline and " + d.Via + ": check that route's key: and name:."
 	}
