@@ -192,19 +192,25 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) (str
 	if err != nil {
 		return "", err
 	}
+	return resp.Header.Get("X-Next-Page"), decode(resp, v)
+}
+
+// decode reads a 2xx answer's JSON into out (nil: read and dropped) and
+// closes it.
+func decode(resp *http.Response, out any) error {
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return "", err
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil || out == nil {
+		return err
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return "", fmt.Errorf("GitLab's answer to GET %s is not the expected JSON: %v", resp.Request.URL, err)
+	if err := json.Unmarshal(answer, out); err != nil {
+		return fmt.Errorf("GitLab's answer to %s %s is not the expected JSON: %v", resp.Request.Method, resp.Request.URL, err)
 	}
-	return resp.Header.Get("X-Next-Page"), nil
+	return nil
 }
 
 // Do sends method /api/v4/<path> with body as JSON (nil: none) and reads
-// a 2xx answer's JSON into out (nil: read and dropped): the calls that
+// a 2xx answer's JSON into out (nil: read and dropped, as an empty 204): the calls that
 // change GitLab, which connect makes, and its reads. A non-2xx answer is an
 // *APIError.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body, out any) error {
@@ -212,15 +218,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil || out == nil || len(bytes.TrimSpace(answer)) == 0 {
-		return err
-	}
-	if err := json.Unmarshal(answer, out); err != nil {
-		return fmt.Errorf("GitLab's answer to %s %s is not the expected JSON: %v", method, resp.Request.URL, err)
-	}
-	return nil
+	return decode(resp, out)
 }
 
 // open sends GET /api/v4/<path>: a 2xx answer for the caller to read and

@@ -3,7 +3,6 @@ package gitlab
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -64,12 +63,7 @@ func (c *Client) PullMirror(ctx context.Context, projectID int64) (Mirror, error
 // minutes by default); 400 "The project is not mirrored", 403
 // "Mirroring for the project is on pause" after 14 failures.
 func (c *Client) StartMirror(ctx context.Context, projectID int64) error {
-	resp, err := c.send(ctx, http.MethodPost, fmt.Sprintf("projects/%d/mirror/pull", projectID), nil, nil)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	return resp.Body.Close()
+	return c.Do(ctx, http.MethodPost, fmt.Sprintf("projects/%d/mirror/pull", projectID), nil, nil, nil)
 }
 
 // Token is what GitLab says of the token the client holds
