@@ -225,18 +225,18 @@ func (r *Relay) mirrorDestination(ctx context.Context, projectID int64, path str
 			// only): no mirror to follow; the default route decides.
 			r.log.Info("no mirror URL from GitLab", "project_id", projectID, "reason", err.Error())
 		}
-		m = mirrorEntry{path: path, url: u, fetched: time.Now()}
+		m = mirrorEntry{path: path, fetched: time.Now()}
+		if repo, err := repourl.Parse(u); u != "" && err == nil {
+			m.repo = &repo
+		}
 		r.mirrorMu.Lock()
 		r.mirrors[projectID] = m
 		r.mirrorMu.Unlock()
 	}
-	if m.url == "" {
+	if m.repo == nil {
 		return Destination{}, false, nil
 	}
-	repo, err := repourl.Parse(m.url)
-	if err != nil {
-		return Destination{}, false, nil
-	}
+	repo := *m.repo
 	via := mirrorVia
 	if repo.DataCenter {
 		// Only the Data Center server configured here: the credential never

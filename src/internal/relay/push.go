@@ -148,10 +148,10 @@ func (r *Relay) pushedProjects(p pushhook.Push) []string {
 	if r.cfg.followsMirrors() {
 		r.mirrorMu.Lock()
 		for _, m := range r.mirrors {
-			if m.path == "" || m.url == "" {
+			if m.path == "" || m.repo == nil {
 				continue
 			}
-			if repo, err := repourl.Parse(m.url); err == nil && sameRepo(repo, p.Repo) && r.mirrorAllowed(repo) {
+			if repo := *m.repo; sameRepo(repo, p.Repo) && r.mirrorAllowed(repo) {
 				add(m.path)
 			}
 		}

@@ -28,6 +28,7 @@ import (
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/gitlab"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/pipeline"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/redact"
+	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/repourl"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/state"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/statuskey"
 	"gitlab.com/bitbucket-status/bitbucket-status/src/internal/store"
@@ -95,8 +96,10 @@ type Relay struct {
 type mirrorEntry struct {
 	// path is the project's, for a push to find the projects that mirror
 	// a repository.
-	path    string
-	url     string
+	path string
+	// repo is the repository the mirror pulls, read once when fetched;
+	// nil when the project has no mirror URL, or one that names none.
+	repo    *repourl.Repo
 	fetched time.Time
 }
 
