@@ -99,6 +99,7 @@ func (r *run) gitlabCall(ctx context.Context, method, path string, q url.Values,
 			r.opts.gate.pause(ae.RetryAfter)
 			continue
 		case method == http.MethodPost || attempt >= 3 || ctx.Err() != nil:
+			return err // a POST may have been done; the others tried enough
 		case errors.As(err, &ae) && ae.StatusCode >= 500, !errors.As(err, &ae) && errors.As(err, &ne):
 			select {
 			case <-ctx.Done():
